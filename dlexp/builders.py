@@ -1,0 +1,183 @@
+"""Builders: the only place where config dicts become Python objects.
+
+Models, the loop, loggers and checkpoints never see a config; they get the objects built here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hydra.utils import get_class
+from torch import nn
+
+from dlexp.errors import DlexpError
+
+_BUILDER_KEYS = {"_target_"}
+
+
+def _import_target(group: str, target: str) -> type:
+    try:
+        return get_class(target)
+    except Exception as exc:  # ImportError, AttributeError, ValueError from Hydra
+        raise DlexpError(
+            f"{group}._target_: cannot import '{target}' ({exc.__class__.__name__}: {exc}). "
+            "Give the full import path of a class, e.g. dlexp.models.cnn.LeNet5, "
+            "and make sure its module is importable (installed or on PYTHONPATH)."
+        ) from None
+
+
+def _call_with_known_kwargs(group: str, cls: type, kwargs: dict[str, Any], injected: set[str]):
+    """Call `cls(**kwargs)`; keys the builder injected are dropped if `cls` does not take them."""
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params and not takes_any and k not in injected]
+    if unknown:
+        valid = ", ".join(n for n in params if n != "self")
+        raise DlexpError(
+            f"{group}: {cls.__name__} does not take {', '.join(unknown)}. Valid keys: {valid}"
+        )
+    kwargs = {k: v for k, v in kwargs.items() if k in params or takes_any}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise DlexpError(f"{group}: {cls.__name__} rejected its settings: {exc}") from None
+
+
+def build_model(
+    model_cfg: Mapping[str, Any],
+    regularization: Mapping[str, Any],
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+) -> nn.Module:
+    """Instantiate `model._target_` with the data set's shape and the regularization switches."""
+    cls = _import_target("model", model_cfg["_target_"])
+    kwargs = {k: v for k, v in model_cfg.items() if k not in _BUILDER_KEYS}
+    injected = {"in_channels", "num_classes", "image_size"}
+    kwargs.setdefault("in_channels", in_channels)
+    kwargs.setdefault("num_classes", num_classes)
+    if kwargs.get("image_size") is None:
+        kwargs["image_size"] = image_size
+    for key in ("dropout", "batch_norm"):
+        if regularization.get(key) is not None:
+            kwargs[key] = regularization[key]
+            injected.add(key)
+    model = _call_with_known_kwargs("model", cls, kwargs, injected)
+    if not isinstance(model, nn.Module):
+        raise DlexpError(f"model._target_ {model_cfg['_target_']} did not build an nn.Module")
+    return model
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices and kernels only: biases and norm scales are left alone."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(optim_cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    cls = _import_target("optim", optim_cfg["_target_"])
+    kwargs = {k: v for k, v in optim_cfg.items() if k not in _BUILDER_KEYS}
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    groups = param_groups(model, float(kwargs.pop("weight_decay", 0.0)))
+    try:
+        return cls(groups, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise DlexpError(f"optim: {cls.__name__} rejected its settings: {exc}") from None
+
+
+def regularized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors the explicit L1/L2 penalties act on: weights of 2+ dims, as weight decay."""
+    return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+
+
+def build_scheduler(
+    sched_cfg: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule (stepped after every optimizer step), with optional linear warm-up."""
+    from torch.optim import lr_scheduler as S
+
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(
+        total - 1, int(math.ceil(float(sched_cfg.get("warmup_epochs", 0)) * steps_per_epoch))
+    )
+    name = sched_cfg["name"]
+    rest = max(1, total - warmup)
+    if name == "none":
+        main: S.LRScheduler = S.LambdaLR(optimizer, lambda _: 1.0)
+    elif name == "step":
+        main = S.StepLR(
+            optimizer,
+            step_size=max(1, sched_cfg["step_epochs"] * steps_per_epoch),
+            gamma=sched_cfg["gamma"],
+        )
+    elif name == "cosine":
+        main = S.CosineAnnealingLR(optimizer, T_max=rest, eta_min=sched_cfg["min_lr"])
+    elif name == "onecycle":
+        max_lr = sched_cfg.get("max_lr") or [g["lr"] for g in optimizer.param_groups]
+        return S.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total, pct_start=sched_cfg["pct_start"]
+        )
+    else:
+        raise DlexpError(
+            f"scheduler.name: must be one of none, step, cosine, onecycle, got {name!r}"
+        )
+    if warmup <= 0:
+        return main
+    ramp = S.LinearLR(
+        optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup
+    )
+    return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is not there is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DlexpError(
+            f"trainer.device: unknown device '{name}'. Valid: auto, cpu, cuda, cuda:N, mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DlexpError(
+                f"trainer.device={name}, but CUDA is not available on this machine "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
+                "Use trainer.device=cpu, or trainer.device=auto to pick the best available."
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DlexpError(
+                f"trainer.device={name}, but this machine has {count} CUDA device(s): "
+                f"use cuda:0 … cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise DlexpError("trainer.device=mps, but MPS is not available. Use cpu or auto.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DlexpError(
+            f"trainer.device: '{name}' is not supported. Valid: auto, cpu, cuda, cuda:N, mps"
+        )
+    return device

@@ -1,0 +1,253 @@
+"""The classification loop: train_one_epoch, evaluate, fit. Read it top to bottom.
+
+Losses and accuracy accumulate on the device and are read back once per log interval, so the
+loop never waits for the device in between. All progress lives in `TrainState`, which is
+checkpointed with the model, so a run can stop after any step and continue exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlexp.errors import DlexpError
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # the epoch in progress (0-based); equals epochs completed when batch == 0
+    batch: int = 0  # batches of `epoch` already trained
+    step: int = 0  # optimizer steps taken in the whole run
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs without improvement, for early stopping
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss·n, correct, n
+    samples: int = 0  # training samples seen
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+
+
+@dataclass
+class LoopOptions:
+    epochs: int
+    log_every: int
+    device: torch.device
+    autocast: Callable[[], Any]
+    grad_clip: float | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    monitor: str = "val/acc"
+    monitor_mode: str = "max"
+    patience: int | None = None
+    min_delta: float = 0.0
+    channels_last: bool = False
+    figures_every: int = 0
+
+
+class NonFiniteLoss(DlexpError):
+    pass
+
+
+def penalties(
+    weights: list[torch.Tensor], l1: float, l2: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit L1/L2 terms (0-dim tensors): λ₁·Σ|w| and λ₂·Σw² over the weight tensors."""
+    zero = weights[0].new_zeros(()) if weights else torch.zeros(())
+    pen1 = l1 * sum((w.abs().sum() for w in weights), zero) if l1 else zero
+    pen2 = l2 * sum((w.pow(2).sum() for w in weights), zero) if l2 else zero
+    return pen1, pen2
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    state: TrainState,
+    opts: LoopOptions,
+    weights: list[torch.Tensor],
+    on_log: Callable[[dict[str, float], int], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Train `state.epoch` from batch `state.batch` to the end (or until `should_stop()`)."""
+    model.train()
+    # window: loss·n, correct, n, l1 penalty·steps, l2 penalty·steps, steps — on the device
+    window = torch.zeros(6, device=opts.device)
+    t0 = time.perf_counter()
+    for x, y in loader.batches(state.epoch, start=state.batch):
+        if opts.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with opts.autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        pen1, pen2 = penalties(weights, opts.l1, opts.l2)
+        total = loss + pen1 + pen2
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(total).backward()
+            if opts.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            total.backward()
+            if opts.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            optimizer.step()
+        scheduler.step()
+
+        n = y.shape[0]
+        with torch.no_grad():
+            correct = (logits.argmax(1) == y).sum()
+            window += torch.stack(
+                [
+                    loss.detach().float() * n,
+                    correct.float(),
+                    loss.new_tensor(float(n)),
+                    pen1.detach().float(),
+                    pen2.detach().float(),
+                    loss.new_tensor(1.0),
+                ]
+            )
+        state.batch += 1
+        state.step += 1
+        state.samples += n
+        if state.step % opts.log_every == 0 or state.batch == len(loader):
+            t0 = _flush(window, state, optimizer, on_log, t0)
+        if should_stop():
+            _flush(window, state, optimizer, on_log, t0)
+            return
+
+
+def _flush(
+    window: torch.Tensor, state: TrainState, optimizer: Any, on_log: Any, t0: float
+) -> float:
+    """Read the window back from the device (the only sync), log it, fold it into the epoch."""
+    loss_n, correct, n, pen1, pen2, steps = window.tolist()
+    window.zero_()
+    now = time.perf_counter()
+    state.train_seconds += now - t0
+    if n == 0:
+        return now
+    if not math.isfinite(loss_n):
+        raise NonFiniteLoss(
+            f"the training loss became {loss_n / n} at step {state.step} (epoch {state.epoch + 1}). "
+            "Training stopped; the last good checkpoint is kept. Try a lower optim.lr, "
+            "trainer.grad_clip=1.0, or trainer.precision=32."
+        )
+    sums = state.epoch_sums
+    state.epoch_sums = [sums[0] + loss_n, sums[1] + correct, sums[2] + n]
+    metrics = {
+        "train/loss": loss_n / n,
+        "train/acc": correct / n,
+        "lr": optimizer.param_groups[0]["lr"],
+        "throughput/samples_per_sec": n / max(now - t0, 1e-9),
+    }
+    if pen1:
+        metrics["train/l1_penalty"] = pen1 / steps
+    if pen2:
+        metrics["train/l2_penalty"] = pen2 / steps
+    on_log(metrics, state.batch)
+    return time.perf_counter()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: Any, opts: LoopOptions, keep_predictions: bool = False
+) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
+    """Mean loss and accuracy over a whole split; optionally every prediction and target."""
+    model.eval()
+    sums = torch.zeros(3, device=opts.device)
+    preds, targets = [], []
+    for x, y in loader.batches(0):
+        if opts.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with opts.autocast():
+            logits = model(x)
+        p = logits.argmax(1)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        sums += torch.stack([loss, (p == y).sum().float(), loss.new_tensor(float(y.shape[0]))])
+        if keep_predictions:
+            preds.append(p)
+            targets.append(y)
+    loss_sum, correct, n = sums.tolist()
+    metrics = {"loss": loss_sum / n, "acc": correct / n} if n else {}
+    if not keep_predictions or not preds:
+        return metrics, None, None
+    return metrics, torch.cat(preds), torch.cat(targets)
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    state: TrainState,
+    opts: LoopOptions,
+    hooks: Any,
+) -> TrainState:
+    """Epochs from `state.epoch` to `opts.epochs`: train, validate, checkpoint, maybe stop early.
+
+    `hooks` is the runner's side of the loop (see `ClassificationRun`): logging, progress,
+    checkpoints and figures, so this function stays about training.
+    """
+    weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    has_val = data.val.num_samples > 0
+    for epoch in range(state.epoch, opts.epochs):
+        hooks.start_epoch(epoch, len(data.train), state.batch)
+        train_one_epoch(
+            model,
+            data.train,
+            optimizer,
+            scheduler,
+            scaler,
+            state,
+            opts,
+            weights,
+            hooks.log_step,
+            hooks.should_stop,
+        )
+        if hooks.should_stop():
+            return state
+        loss_n, correct, n = state.epoch_sums
+        metrics = {"train/loss": loss_n / max(n, 1), "train/acc": correct / max(n, 1)}
+        figures_due = opts.figures_every and (epoch + 1) % opts.figures_every == 0
+        if has_val:
+            val, preds, targets = evaluate(
+                model, data.val, opts, keep_predictions=bool(figures_due)
+            )
+            metrics.update({f"val/{k}": v for k, v in val.items()})
+            if figures_due:
+                hooks.figures(preds, targets, state.step)
+        state.epoch, state.batch, state.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0]
+        value = metrics[opts.monitor]
+        is_best = improved(value, state.best, opts.monitor_mode, opts.min_delta)
+        if is_best:
+            state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
+        else:
+            state.bad_epochs += 1
+        hooks.end_epoch(metrics, is_best)
+        if opts.patience and state.bad_epochs >= opts.patience:
+            state.stopped_early = True
+            hooks.info(
+                f"early stopping: {opts.monitor} has not improved for {opts.patience} epochs "
+                f"(best {state.best:.4g} at epoch {state.best_epoch})"
+            )
+            break
+    return state

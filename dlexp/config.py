@@ -1,0 +1,76 @@
+"""Where the configs live, the OmegaConf resolvers they use, and turning a config into plain data.
+
+Nothing here imports torch: `dlexp --help`, `--cfg job` and config errors answer fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def config_dir() -> Path:
+    """The packaged configs: `dlexp/configs` in an installed wheel, `<repo>/configs` in a checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return here.parent / "configs"
+
+
+CONFIG_DIR = config_dir()
+
+_claimed: dict[tuple[str, str], str] = {}
+
+
+def unique_dir(parent: str, name: str) -> str:
+    """Create `parent/name` atomically and return its absolute path.
+
+    `os.mkdir` fails when the folder exists, so two processes that start in the same second
+    (or a sweep's jobs in parallel) can never share a folder: the loser takes `name-2`, `-3`, ...
+    Hydra may resolve the run dir more than once per process; the first claim is remembered.
+    """
+    key = (parent, name)
+    if key in _claimed:
+        return _claimed[key]
+    base = Path(os.path.expanduser(parent)).absolute()
+    base.mkdir(parents=True, exist_ok=True)
+    stem = slug(name)
+    for attempt in range(1, 10_000):
+        candidate = base / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        _claimed[key] = str(candidate)
+        return _claimed[key]
+    raise RuntimeError(f"could not create a unique folder for {name!r} under {base}")
+
+
+def slug(text: str, max_len: int = 120) -> str:
+    """A folder-safe version of `text`: no path separators, no spaces, bounded length."""
+    text = re.sub(r"[/\\\s]+", "-", str(text))
+    text = re.sub(r"[^A-Za-z0-9._=,+@%-]", "_", text)
+    return text[:max_len] or "run"
+
+
+def register_resolvers() -> None:
+    """Resolvers the shipped configs use; registering twice is harmless."""
+    OmegaConf.register_new_resolver("dlexp.unique_dir", unique_dir, replace=True)
+    OmegaConf.register_new_resolver("dlexp.slug", slug, replace=True)
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain dicts/lists/scalars (what checkpoints and summaries store)."""
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def expand_path(path: str | os.PathLike[str]) -> Path:
+    """`~` and environment variables expanded; relative paths stay relative to where dlexp started."""
+    return Path(os.path.expandvars(os.path.expanduser(str(path))))

@@ -1,0 +1,109 @@
+"""From a data config to the three loaders the loop consumes (the data builder)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dlexp.config import expand_path
+from dlexp.data.loaders import DataLoaderBatches, TensorLoader, channel_stats, prepare_images
+
+
+@dataclass
+class ImageData:
+    train: TensorLoader | DataLoaderBatches
+    val: TensorLoader | DataLoaderBatches
+    test: TensorLoader | DataLoaderBatches
+    classes: list[str]
+    channels: int
+    image_size: int  # the size the model sees (after padding/resizing)
+    mean: list[float]
+    std: list[float]
+    loader_kind: str  # "tensor" or "dataloader"
+    # uint8 validation images at native size, for the misclassified-examples grid
+    val_images: torch.Tensor
+
+
+def split_bytes(n: int, channels: int, size: int) -> int:
+    return n * channels * size * size * 4  # float32 once prepared
+
+
+def build_image_data(
+    data_cfg: Mapping[str, Any],
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    model_image_size: int | None,
+    device: torch.device,
+    channels_last: bool,
+    seed: int,
+    limit_train_batches: int | None = None,
+    limit_val_batches: int | None = None,
+    overfit_batches: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ImageData:
+    from dlexp.data.vision import load_image_splits
+
+    splits = load_image_splits(
+        data_cfg["name"],
+        expand_path(data_cfg["data_dir"]),
+        download=data_cfg["download"],
+        val_fraction=data_cfg["val_fraction"],
+        split_seed=data_cfg["split_seed"],
+    )
+    train_x, train_y = splits.train_x, splits.train_y
+    val_x, val_y = splits.val_x, splits.val_y
+    if overfit_batches:
+        # Debugging aid: a model that cannot fit a handful of batches has a bug, not a tuning issue.
+        n = overfit_batches * batch_size
+        train_x, train_y = train_x[:n], train_y[:n]
+        val_x, val_y = train_x, train_y
+    channels, native = splits.train_x.shape[1], splits.train_x.shape[-1]
+    size = model_image_size or native
+    mean, std = channel_stats(splits.train_x)
+
+    total = sum(split_bytes(len(x), channels, size) for x in (train_x, val_x, splits.test_x))
+    kind = data_cfg["loader"]
+    if kind == "auto":
+        kind = "tensor" if total <= data_cfg["memory_budget_mb"] * 2**20 else "dataloader"
+
+    def make(x: torch.Tensor, y: torch.Tensor, bs: int, train: bool, limit: int | None):
+        shuffle = train and not overfit_batches
+        opts = dict(
+            shuffle=shuffle,
+            seed=seed,
+            augment=data_cfg["augment"] if train else "none",
+            limit_batches=limit,
+            rank=rank if train else 0,
+            world_size=world_size if train else 1,
+        )
+        if kind == "tensor":
+            prepared = prepare_images(x.to(device), mean, std, size, channels_last)
+            return TensorLoader(prepared, y.to(device), bs, **opts)
+        index = TensorLoader(x, y, bs, **opts)
+        return DataLoaderBatches(
+            index,
+            device=device,
+            mean=mean,
+            std=std,
+            size=size,
+            channels_last=channels_last,
+            num_workers=data_cfg["num_workers"],
+        )
+
+    return ImageData(
+        train=make(train_x, train_y, batch_size, True, limit_train_batches),
+        val=make(val_x, val_y, eval_batch_size, False, limit_val_batches),
+        test=make(splits.test_x, splits.test_y, eval_batch_size, False, None),
+        classes=list(splits.classes),
+        channels=channels,
+        image_size=size,
+        mean=mean,
+        std=std,
+        loader_kind=kind,
+        val_images=val_x,
+    )

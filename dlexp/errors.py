@@ -1,0 +1,15 @@
+"""The one exception type users see: a message that says what was wrong and what is valid."""
+
+from __future__ import annotations
+
+
+class DlexpError(Exception):
+    """A problem with the user's input or environment, reported without a traceback.
+
+    The message must name what was wrong and what would be valid instead.
+    The CLI prints it, exits with status 2 and writes nothing further.
+    """
+
+
+class DatasetNotFoundError(DlexpError):
+    """A data set is not on disk and cannot be downloaded."""

@@ -1,0 +1,82 @@
+"""Pictures people would rather look at than read: a confusion matrix and misclassified examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # no display needed; figures go to files and TensorBoard
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """counts[true, predicted], computed with one bincount on the tensors' device."""
+    flat = targets.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).cpu()
+
+
+def confusion_figure(counts: torch.Tensor, classes: Sequence[str]) -> Any:
+    plt = _pyplot()
+    n = len(classes)
+    size = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    rates = counts.float() / counts.sum(1, keepdim=True).clamp_min(1)
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    labels = [str(c)[:12] for c in classes]
+    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                value = int(counts[i, j])
+                if value:
+                    color = "white" if rates[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color=color)
+    accuracy = counts.diag().sum().item() / max(1, counts.sum().item())
+    ax.set_title(f"confusion matrix (accuracy {accuracy:.2%})")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    preds: torch.Tensor,
+    classes: Sequence[str],
+    limit: int = 32,
+) -> Any:
+    """A grid of wrongly classified uint8 images (N, C, H, W) titled 'true → predicted'."""
+    plt = _pyplot()
+    wrong = (preds.cpu() != targets.cpu()).nonzero().flatten()[:limit]
+    cols = 8
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):
+        img = images[i].cpu()
+        if img.shape[0] == 1:
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(img.permute(1, 2, 0).numpy())
+        true, pred = classes[int(targets[i])], classes[int(preds[i])]
+        ax.set_title(f"{str(true)[:8]}→{str(pred)[:8]}", fontsize=7, color="crimson")
+    fig.suptitle(f"misclassified validation examples ({len(wrong)} shown)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_and_close(fig: Any, path: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)

@@ -1,0 +1,114 @@
+"""Check a command line before Hydra runs it: one clear message for every mistake we can see.
+
+Hydra's own error for a misspelt key ("Key 'lrr' is not in struct") names no alternative, and a
+wrong type would only surface after a run folder exists. Here the config is composed once
+(the first job's values, for a sweep), checked key by key with "did you mean" suggestions and
+validated against the schemas; any problem exits with status 2 before anything is written.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.schema import unknown_key, validate
+
+
+def fail(message: str) -> None:
+    from dlexp.console import print_error
+
+    print_error(message)
+    sys.exit(2)
+
+
+def _first_value(override: Any) -> str:
+    if override.is_sweep_override():
+        return str(next(iter(override.sweep_string_iterator())))
+    return override.get_value_element_as_str()
+
+
+def first_job_overrides(overrides: list[str]) -> list[str] | None:
+    """Each sweep replaced by its first value; None when the overrides can't be read here."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        out = []
+        for o in parsed:
+            if o.is_delete():
+                out.append(o.input_line)
+                continue
+            prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
+            out.append(f"{prefix}{o.get_key_element()}={_first_value(o)}")
+        return out
+    except Exception:  # parse errors, glob sweeps...: Hydra reports those itself
+        return None
+
+
+def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
+    """'optim.lrr' → "optim.lrr: unknown key. Did you mean 'optim.lr'? Valid keys: ..."""
+    node: Any = cfg
+    parts = full_key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            prefix = ".".join(parts[: i + 1])
+            if not isinstance(node, DictConfig):
+                return f"{prefix}: '{'.'.join(parts[:i])}' is a value, not a group of keys"
+            message = unknown_key(prefix, part, node.keys())
+            return message + f". To add a new key on purpose, write +{full_key}=..."
+        node = node[part]
+    return f"{full_key}: cannot be overridden"
+
+
+def preflight(argv: list[str]) -> None:
+    """Exit with a clear message if the command line cannot give a valid first job."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion or not args.overrides:
+        return
+    overrides = first_job_overrides(args.overrides)
+    if overrides is None:
+        return
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    if args.config_dir:
+        overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
+    config_dir = CONFIG_DIR
+    if args.config_path:
+        config_dir = Path(args.config_path).absolute()
+    cfg = compose(config_dir, args.config_name or "config", overrides)
+    problems = validate(to_plain(cfg))
+    if problems:
+        from dlexp.train import format_problems
+
+        fail(format_problems(problems))
+
+
+def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    register_resolvers()
+    with initialize_config_dir(str(config_dir), version_base="1.3", job_name="dlexp"):
+        try:
+            return hydra_compose(config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ConfigKeyError) and getattr(cause, "full_key", None):
+                key = str(cause.full_key)
+                rest = [o for o in overrides if not o.startswith(f"{key}=")]
+                with contextlib.suppress(HydraException, OmegaConfBaseException):
+                    fail(explain_unknown_key(key, hydra_compose(config_name, overrides=rest)))
+            message = str(exc).split("\nConfig search path:")[0].strip()
+            if isinstance(cause, OmegaConfBaseException):
+                message += f"\n{str(cause).splitlines()[0]}"
+            fail(message)
+    raise AssertionError("unreachable")

@@ -1,0 +1,128 @@
+"""Where metrics go: `metrics.jsonl`, TensorBoard events (scalars, images, HParams), train.log.
+
+The loop calls `log_metrics` with plain floats it has already read back from the device; nothing
+here forces a host sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("dlexp")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 0.1}} → {'optim.lr': 0.1}; lists become strings (HParams needs scalars)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = str(list(value))
+        elif value is None:
+            flat[name] = "null"
+        else:
+            flat[name] = value
+    return flat
+
+
+def hparams_of(cfg: Mapping[str, Any], choices: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`."""
+    groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
+    keep = {g: cfg[g] for g in groups if g in cfg}
+    flat = flatten(keep)
+    for noisy in ("data.data_dir", "trainer.progress", "trainer.device"):
+        flat.pop(noisy, None)
+    for group, choice in (choices or {}).items():
+        flat[group] = choice
+    return flat
+
+
+class RunLogger:
+    """Appends metric records to `metrics.jsonl` and mirrors them to TensorBoard.
+
+    Events go straight into the run folder, so `tensorboard --logdir outputs` lists each run
+    under its own name, and the HParams session is written into that same event folder (not a
+    timestamped sub-run, the `SummaryWriter.add_hparams` pitfall).
+    """
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, purge_step: int | None = None):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int, kind: str, **extra: Any):
+        record = {"kind": kind, "step": step, **extra, "time": round(time.time(), 3)}
+        record.update({k: _finite_or_str(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for tag, value in metrics.items():
+                self._tb.add_scalar(tag, value, step)
+
+    def log_figure(self, tag: str, figure: Any, step: int) -> None:
+        if self._tb is not None:
+            self._tb.add_figure(tag, figure, step, close=False)
+
+    def log_hparams(self, hparams: Mapping[str, Any]) -> None:
+        """Open an HParams session for this run; metrics are this run's own scalar tags."""
+        if self._tb is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        _, session_start, _ = hparams_summary(dict(hparams), {})
+        self._tb.file_writer.add_summary(session_start)
+
+    def end_hparams(self, status: str) -> None:
+        """Close the HParams session: 'done' → success, anything else → failure/aborted."""
+        if self._tb is None:
+            return
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+        from torch.utils.tensorboard.summary import Summary, SummaryMetadata
+
+        codes = {"done": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_UNKNOWN}
+        end = plugin_data_pb2.SessionEndInfo(
+            status=codes.get(status, api_pb2.STATUS_FAILURE), end_time_secs=time.time()
+        )
+        content = plugin_data_pb2.HParamsPluginData(session_end_info=end, version=0)
+        meta = SummaryMetadata(
+            plugin_data=SummaryMetadata.PluginData(
+                plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+            )
+        )
+        self._tb.file_writer.add_summary(
+            Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta)])
+        )
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+        if not self._file.closed:
+            self._file.close()
+
+
+def _finite_or_str(value: float) -> float | str:
+    """JSON has no NaN/inf; keep them readable instead of writing invalid JSON."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename) so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,301 @@
+"""One classification run, start to finish: build everything, fit, test, write the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlexp import figures
+from dlexp.builders import build_model, build_optimizer, build_scheduler
+from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, save_checkpoint
+from dlexp.classify import LoopOptions, TrainState, evaluate, fit
+from dlexp.console import Reporter
+from dlexp.data.pipeline import ImageData, build_image_data
+from dlexp.errors import DlexpError
+from dlexp.runlog import RunLogger, hparams_of, write_json
+from dlexp.session import (
+    Stopwatch,
+    autocast_for,
+    environment,
+    git_info,
+    setup_torch,
+    update_latest,
+    wants_channels_last,
+    write_run_files,
+)
+
+log = logging.getLogger("dlexp")
+EPOCH_COLUMNS = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "best"]
+
+
+class ClassificationRun:
+    """The runner's side of the loop: logging, progress, checkpoints, figures (`fit`'s hooks)."""
+
+    def __init__(self, cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str]):
+        self.cfg, self.run_dir, self.choices = cfg, run_dir, choices
+        trainer = cfg["trainer"]
+        self.clock = Stopwatch()
+        self.device = setup_torch(trainer)
+        self.reporter = Reporter(trainer["progress"], EPOCH_COLUMNS)
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.state = TrainState()
+        self.logger: RunLogger | None = None
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg, trainer = self.cfg, self.cfg["trainer"]
+        model_size = cfg["model"].get("image_size")
+        # the data decides channels/classes; the model decides the input size (LeNet: 32)
+        self.data: ImageData = build_image_data(
+            cfg["data"],
+            batch_size=trainer["batch_size"],
+            eval_batch_size=trainer["eval_batch_size"],
+            model_image_size=model_size,
+            device=self.device,
+            channels_last=False,
+            seed=trainer["seed"],
+            limit_train_batches=trainer["limit_train_batches"],
+            limit_val_batches=trainer["limit_val_batches"],
+            overfit_batches=trainer["overfit_batches"],
+        )
+        self.model = build_model(
+            cfg["model"],
+            cfg["regularization"],
+            in_channels=self.data.channels,
+            num_classes=len(self.data.classes),
+            image_size=self.data.image_size,
+        ).to(self.device)
+        channels_last = wants_channels_last(trainer["channels_last"], self.model)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg["optim"], self.model)
+        self.scheduler = build_scheduler(
+            cfg["scheduler"],
+            self.optimizer,
+            steps_per_epoch=len(self.data.train),
+            epochs=trainer["epochs"],
+        )
+        precision = str(trainer["precision"])
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "16-mixed" else None
+        es = trainer["early_stopping"]
+        self.opts = LoopOptions(
+            epochs=trainer["epochs"],
+            log_every=trainer["log_every_n_steps"],
+            device=self.device,
+            autocast=lambda: autocast_for(precision, self.device),
+            grad_clip=trainer["grad_clip"],
+            l1=cfg["regularization"]["l1"],
+            l2=cfg["regularization"]["l2"],
+            monitor=trainer["monitor"],
+            monitor_mode=trainer["monitor_mode"],
+            patience=es["patience"],
+            min_delta=es["min_delta"],
+            channels_last=channels_last,
+            figures_every=trainer["figures_every_n_epochs"],
+        )
+        self._check_monitor()
+
+    def _check_monitor(self) -> None:
+        valid = ["train/loss", "train/acc"]
+        if self.data.val.num_samples:
+            valid += ["val/loss", "val/acc"]
+        if self.opts.monitor not in valid:
+            hint = (
+                " (data.val_fraction=0 leaves no validation split)"
+                if not self.data.val.num_samples
+                else ""
+            )
+            raise DlexpError(
+                f"trainer.monitor={self.opts.monitor} is not a metric of this run{hint}. "
+                f"Valid: {', '.join(valid)}"
+            )
+
+    # -- hooks called by fit() ---------------------------------------------------------------
+    def start_epoch(self, epoch: int, batches: int, done: int) -> None:
+        self.reporter.start_epoch(epoch, self.opts.epochs, batches, done)
+
+    def log_step(self, metrics: dict[str, float], batches_done: int) -> None:
+        assert self.logger is not None
+        self.logger.log_metrics(
+            metrics, step=self.state.step, kind="step", epoch=self.state.epoch + 1
+        )
+        shown = {"loss": metrics["train/loss"], "acc": metrics["train/acc"]}
+        self.reporter.update(batches_done, shown, metrics["throughput/samples_per_sec"])
+
+    def should_stop(self) -> bool:
+        return False
+
+    def end_epoch(self, metrics: dict[str, float], is_best: bool) -> None:
+        assert self.logger is not None
+        state = self.state
+        metrics = {**metrics, "epoch": float(state.epoch)}
+        self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
+        self.save("last")
+        if is_best:
+            self.save("best")
+        row = {"epoch": state.epoch, **metrics, "lr": self.optimizer.param_groups[0]["lr"]}
+        row["best"] = "*" if is_best else ""
+        self.reporter.end_epoch(row)
+
+    def info(self, message: str) -> None:
+        self.reporter.info(message)
+
+    def figures(self, preds: torch.Tensor | None, targets: torch.Tensor | None, step: int) -> None:
+        if preds is None or targets is None or self.logger is None:
+            return
+        classes = self.data.classes
+        counts = figures.confusion_matrix(preds, targets, len(classes))
+        fig = figures.confusion_figure(counts, classes)
+        self.logger.log_figure("val/confusion_matrix", fig, step)
+        figures.save_and_close(fig, self.run_dir / "figures" / "confusion_matrix.png")
+        fig = figures.misclassified_figure(self.data.val_images, targets, preds, classes)
+        self.logger.log_figure("val/misclassified", fig, step)
+        figures.save_and_close(fig, self.run_dir / "figures" / "misclassified.png")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "train_state": dataclasses.asdict(self.state),
+            "rng": capture_rng(),
+            "config": dict(self.cfg),
+            "classes": list(self.data.classes),
+            "data": {
+                "mean": self.data.mean,
+                "std": self.data.std,
+                "image_size": self.data.image_size,
+            },
+            "versions": {"torch": str(torch.__version__)},
+        }
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self) -> float:
+        self.build()
+        self.logger = RunLogger(self.run_dir)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.logger.log_hparams(hparams_of(self.cfg, self.choices))
+        self.reporter.info(
+            f"run folder: {self.run_dir}\n"
+            f"model: {type(self.model).__name__} ({n_params:,} parameters) on {self.device} · "
+            f"data: {self.cfg['data']['name']} ({self.data.train.num_samples:,} train / "
+            f"{self.data.val.num_samples:,} val / {self.data.test.num_samples:,} test, "
+            f"{self.data.loader_kind} loader)"
+        )
+        status, error, test = "failed", None, {}
+        try:
+            fit(
+                self.model,
+                self.data,
+                self.optimizer,
+                self.scheduler,
+                self.scaler,
+                self.state,
+                self.opts,
+                self,
+            )
+            test = self.finish()
+            status = "done"
+        except DlexpError as exc:
+            error = str(exc)
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.reporter.close()
+            self.write_summary(status, error, test, n_params)
+            self.logger.end_hparams(status)
+            self.logger.close()
+        return float(self.state.best) if self.state.best is not None else float("nan")
+
+    def finish(self) -> dict[str, float]:
+        """Reload the best weights; figures on validation, metrics on the test split."""
+        assert self.logger is not None
+        best = self.ckpt_dir / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
+        if self.data.val.num_samples:
+            _, preds, targets = evaluate(
+                self.model, self.data.val, self.opts, keep_predictions=True
+            )
+            self.figures(preds, targets, self.state.step)
+        test: dict[str, float] = {}
+        if self.cfg["trainer"]["test_after_fit"] and self.data.test.num_samples:
+            metrics, _, _ = evaluate(self.model, self.data.test, self.opts)
+            test = {f"test/{k}": v for k, v in metrics.items()}
+            self.logger.log_metrics(test, step=self.state.step, kind="test", checkpoint="best")
+        best_value = self.state.best if self.state.best is not None else float("nan")
+        self.logger.log_metrics(
+            {f"best/{self.opts.monitor}": best_value}, step=self.state.step, kind="best"
+        )
+        return test
+
+    def write_summary(
+        self, status: str, error: str | None, test: dict[str, float], n_params: int
+    ) -> None:
+        state = self.state
+        last_epoch = _last_epoch_record(self.run_dir / "metrics.jsonl")
+        summary = {
+            "status": status,
+            "error": error,
+            "run_dir": str(self.run_dir),
+            "monitor": {"metric": self.opts.monitor, "mode": self.opts.monitor_mode},
+            "best": {"value": state.best, "epoch": state.best_epoch},
+            "final": {k: v for k, v in last_epoch.items() if "/" in k},
+            "test": test,
+            "epochs_completed": state.epoch,
+            "steps": state.step,
+            "stopped_early": state.stopped_early,
+            "wall_time_s": round(self.clock.elapsed, 3),
+            "train_time_s": round(state.train_seconds, 3),
+            "samples_per_sec": round(state.samples / state.train_seconds, 1)
+            if state.train_seconds
+            else None,
+            "num_params": n_params,
+            "started_at": self.clock.started_at,
+            "seed": self.cfg["trainer"]["seed"],
+            "choices": dict(self.choices),
+            "environment": environment(self.device),
+            "git": git_info(Path.cwd()),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        style = "green" if status == "done" else "red"
+        shown = {"status": status, f"best {self.opts.monitor}": state.best, **test}
+        shown.update(
+            {
+                "epochs": state.epoch,
+                "wall time": f"{self.clock.elapsed:.1f}s",
+                "run folder": str(self.run_dir),
+            }
+        )
+        self.reporter.final("dlexp run", shown, style)
+
+
+def _last_epoch_record(path: Path) -> dict[str, Any]:
+    import json
+
+    last: dict[str, Any] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("kind") == "epoch":
+                last = record
+    return last
+
+
+def run_classification(cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str]) -> float:
+    write_run_files(run_dir, cfg)
+    update_latest(run_dir)
+    return ClassificationRun(cfg, run_dir, choices).run()

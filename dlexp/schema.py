@@ -1,0 +1,271 @@
+"""Typed schemas for every config group, checked before any data is loaded or torch is imported.
+
+`validate(cfg)` returns every problem at once, each naming the key, what was given and what is
+valid ("did you mean" for misspelt keys). The schemas are small tables, not dataclasses, because
+model and optimizer keys depend on the chosen `_target_` and users may plug in their own classes,
+whose keyword arguments are checked later against the constructor's signature.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+VISION_DATASETS = ("mnist_sample", "mnist", "fashion_mnist", "kmnist", "cifar10")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
+INITS = ("default", "xavier", "kaiming", "normal")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One key's type and range. `kind`: int, float, bool, str, choice, ints, floats, any."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # True: value must be > lo instead of >= lo
+    hi_open: bool = False  # True: value must be < hi instead of <= hi
+    choices: tuple[Any, ...] = ()
+    nullable: bool = False
+    length: int | None = None  # for ints/floats lists
+
+    def check(self, key: str, value: Any) -> str | None:
+        if value is None:
+            return None if self.nullable else f"{key}: a value is required, got null"
+        problem = self._check_type(value)
+        if problem:
+            return f"{key}: {problem}"
+        for item in value if self.kind in ("ints", "floats") else [value]:
+            problem = self._check_range(item)
+            if problem:
+                return f"{key}: {problem}"
+        return None
+
+    def _check_type(self, value: Any) -> str | None:
+        given = f"got {value!r} ({type(value).__name__})"
+        if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"expected an integer, {given}"
+        if self.kind == "float" and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            return f"expected a number, {given}"
+        if self.kind == "bool" and not isinstance(value, bool):
+            return f"expected true or false, {given}"
+        if self.kind == "str" and not isinstance(value, str):
+            return f"expected a string, {given}"
+        if self.kind == "choice" and value not in self.choices:
+            valid = ", ".join(str(c) for c in self.choices)
+            return f"must be one of {valid}; {given}"
+        if self.kind in ("ints", "floats"):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                return f"expected a list like [64, 128], {given}"
+            item_kind = int if self.kind == "ints" else (int, float)
+            if any(isinstance(v, bool) or not isinstance(v, item_kind) for v in value):
+                return f"expected a list of {'integers' if self.kind == 'ints' else 'numbers'}, {given}"
+            if self.length is not None and len(value) != self.length:
+                return f"expected {self.length} values, {given}"
+        return None
+
+    def _check_range(self, value: Any) -> str | None:
+        if self.kind not in ("int", "float", "ints", "floats"):
+            return None
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return f"must be {'>' if self.lo_open else '>='} {self.lo}, got {value!r}"
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return f"must be {'<' if self.hi_open else '<='} {self.hi}, got {value!r}"
+        return None
+
+
+def Int(lo: float | None = None, hi: float | None = None, nullable: bool = False) -> Spec:
+    return Spec("int", lo=lo, hi=hi, nullable=nullable)
+
+
+def Float(lo: float | None = None, hi: float | None = None, **kw: Any) -> Spec:
+    return Spec("float", lo=lo, hi=hi, **kw)
+
+
+def Choice(*choices: Any, nullable: bool = False) -> Spec:
+    return Spec("choice", choices=choices, nullable=nullable)
+
+
+BOOL = Spec("bool")
+PROB = Float(0.0, 1.0, hi_open=True)  # dropout-style probability in [0, 1)
+POSITIVE = Float(0.0, lo_open=True)
+NONNEG = Float(0.0)
+
+TRAINER: dict[str, Any] = {
+    "epochs": Int(1),
+    "batch_size": Int(1),
+    "eval_batch_size": Int(1),
+    "device": Spec("str"),
+    "seed": Int(0),
+    "deterministic": BOOL,
+    "precision": Choice("32", "bf16", "16-mixed"),
+    "grad_clip": Float(0.0, lo_open=True, nullable=True),
+    "log_every_n_steps": Int(1),
+    "monitor": Spec("str"),
+    "monitor_mode": Choice("max", "min"),
+    "early_stopping": {"patience": Int(1, nullable=True), "min_delta": NONNEG},
+    "limit_train_batches": Int(1, nullable=True),
+    "limit_val_batches": Int(1, nullable=True),
+    "overfit_batches": Int(0),
+    "figures_every_n_epochs": Int(0),
+    "progress": Choice("auto", "bar", "plain", "none"),
+    "channels_last": Choice("auto", True, False),
+    "threads": Int(1, nullable=True),
+    "test_after_fit": BOOL,
+}
+
+DATA: dict[str, Any] = {
+    "name": Choice(*VISION_DATASETS),
+    "data_dir": Spec("str"),
+    "download": BOOL,
+    "val_fraction": Float(0.0, 1.0, hi_open=True),
+    "split_seed": Int(0),
+    "augment": Choice("none", "crop_flip"),
+    "loader": Choice("auto", "tensor", "dataloader"),
+    "memory_budget_mb": Int(0),
+    "num_workers": Int(0),
+}
+
+_COMMON_MODEL = {
+    "_target_": Spec("str"),
+    "in_channels": Int(1),
+    "num_classes": Int(2),
+    "image_size": Int(1, nullable=True),
+    "activation": Choice(*ACTIVATIONS),
+    "dropout": PROB,
+    "batch_norm": BOOL,
+    "init": Choice(*INITS),
+}
+MODELS: dict[str, dict[str, Any]] = {
+    "dlexp.models.cnn.LeNet5": {**_COMMON_MODEL, "pooling": Choice("max", "avg")},
+    "dlexp.models.cnn.ConvNet": {
+        **_COMMON_MODEL,
+        "pooling": Choice("max", "avg"),
+        "channels": Spec("ints", lo=1),
+        "convs_per_block": Int(1),
+        "kernel_size": Int(1),
+    },
+    "dlexp.models.cnn.MLP": {**_COMMON_MODEL, "hidden_sizes": Spec("ints", lo=1)},
+}
+
+_OPT = {"_target_": Spec("str"), "lr": POSITIVE, "weight_decay": NONNEG}
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "torch.optim.SGD": {
+        **_OPT,
+        "momentum": Float(0.0, 1.0, hi_open=True),
+        "dampening": Float(0.0, 1.0),
+        "nesterov": BOOL,
+    },
+    "torch.optim.Adam": {
+        **_OPT,
+        "betas": Spec("floats", lo=0.0, hi=1.0, hi_open=True, length=2),
+        "eps": POSITIVE,
+        "amsgrad": BOOL,
+    },
+    "torch.optim.RMSprop": {
+        **_OPT,
+        "alpha": Float(0.0, 1.0, lo_open=True, hi_open=True),
+        "eps": POSITIVE,
+        "momentum": Float(0.0, 1.0, hi_open=True),
+        "centered": BOOL,
+    },
+}
+OPTIMIZERS["torch.optim.AdamW"] = OPTIMIZERS["torch.optim.Adam"]
+
+_WARMUP = {"name": Spec("str"), "warmup_epochs": Float(0.0)}
+SCHEDULERS: dict[str, dict[str, Any]] = {
+    "none": _WARMUP,
+    "step": {**_WARMUP, "step_epochs": Int(1), "gamma": Float(0.0, 1.0, lo_open=True)},
+    "cosine": {**_WARMUP, "min_lr": NONNEG},
+    "onecycle": {
+        **_WARMUP,
+        "max_lr": Float(0.0, lo_open=True, nullable=True),
+        "pct_start": Float(0.0, 1.0, lo_open=True, hi_open=True),
+    },
+}
+
+REGULARIZATION = {
+    "l1": NONNEG,
+    "l2": NONNEG,
+    "dropout": Float(0.0, 1.0, hi_open=True, nullable=True),
+    "batch_norm": Spec("bool", nullable=True),
+}
+PATHS = {"output_root": Spec("str"), "data_dir": Spec("str")}
+
+
+def _check_table(prefix: str, node: Mapping[str, Any], table: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key, value in node.items():
+        full = f"{prefix}.{key}"
+        spec = table.get(key)
+        if spec is None:
+            problems.append(unknown_key(full, key, table.keys()))
+        elif isinstance(spec, Mapping):
+            if isinstance(value, Mapping):
+                problems += _check_table(full, value, spec)
+            else:
+                problems.append(
+                    f"{full}: expected a group of keys ({', '.join(spec)}), got {value!r}"
+                )
+        else:
+            problem = spec.check(full, value)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def unknown_key(full: str, key: str, valid: Any) -> str:
+    valid = sorted(str(k) for k in valid)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{full.rsplit('.', 1)[0]}.{close[0]}'?" if close else ""
+    return f"{full}: unknown key.{hint} Valid keys: {', '.join(valid)}"
+
+
+def _check_target_group(
+    group: str, node: Mapping[str, Any], tables: Mapping[str, Any]
+) -> list[str]:
+    target = node.get("_target_")
+    if not isinstance(target, str) or not target:
+        return [f"{group}._target_: expected the import path of a class, got {target!r}"]
+    table = tables.get(target)
+    # A user's own class: its keyword arguments are checked against its signature when built.
+    return _check_table(group, node, table) if table is not None else []
+
+
+def validate(cfg: Mapping[str, Any]) -> list[str]:
+    """Every problem in a resolved, plain config; empty when the config is valid."""
+    problems: list[str] = []
+    for group, table in (
+        ("trainer", TRAINER),
+        ("data", DATA),
+        ("regularization", REGULARIZATION),
+        ("paths", PATHS),
+    ):
+        problems += _check_table(group, cfg.get(group) or {}, table)
+    problems += _check_target_group("model", cfg.get("model") or {}, MODELS)
+    problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
+
+    sched = cfg.get("scheduler") or {}
+    name = sched.get("name")
+    if name not in SCHEDULERS:
+        problems.append(f"scheduler.name: must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+    else:
+        problems += _check_table("scheduler", sched, SCHEDULERS[name])
+        if name == "onecycle" and sched.get("warmup_epochs"):
+            problems.append("scheduler.warmup_epochs: onecycle has its own warm-up; set it to 0")
+
+    optim = cfg.get("optim") or {}
+    if optim.get("nesterov") and not optim.get("momentum"):
+        problems.append("optim.nesterov: Nesterov needs optim.momentum > 0 (try optim=nesterov)")
+    trainer = cfg.get("trainer") or {}
+    mode = trainer.get("monitor_mode")
+    monitor = trainer.get("monitor")
+    if isinstance(monitor, str) and mode == "max" and monitor.endswith("loss"):
+        problems.append(
+            f"trainer.monitor_mode: '{monitor}' should be minimised; set monitor_mode=min"
+        )
+    return problems

@@ -1,0 +1,80 @@
+"""The single entry point that composes the configs and trains.
+
+    dlexp model=lenet optim=adam            # = python -m dlexp.train model=lenet optim=adam
+    dlexp -m optim=sgd,adam optim.lr=1e-3,1e-2
+
+`main()` checks the command line, then hands it to Hydra, which composes the config, claims a
+run folder and calls `train(cfg)`. `train` validates the config before torch is imported and
+returns the monitored metric, so Hydra sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.errors import DlexpError
+from dlexp.schema import validate
+
+register_resolvers()
+
+
+def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
+    """Validate `cfg`, then train in `run_dir` (default: Hydra's output dir). Returns the metric."""
+    try:
+        plain = to_plain(cfg)
+    except OmegaConfBaseException as exc:
+        raise DlexpError(f"the config cannot be resolved: {exc}".splitlines()[0]) from None
+    problems = validate(plain)
+    if problems:
+        raise DlexpError(format_problems(problems))
+    choices: dict[str, str] = {}
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        run_dir = run_dir or Path(hc.runtime.output_dir)
+        choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    if run_dir is None:
+        raise DlexpError("train(cfg) outside Hydra needs run_dir=")
+    from dlexp.runner import run_classification  # imports torch: only once the config is valid
+
+    return run_classification(plain, run_dir, choices)
+
+
+def format_problems(problems: list[str]) -> str:
+    head = (
+        "the config has 1 problem:"
+        if len(problems) == 1
+        else f"the config has {len(problems)} problems:"
+    )
+    return "\n  ".join([head, *problems])
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def hydra_main(cfg: DictConfig) -> float:
+    try:
+        return train(cfg)
+    except DlexpError as exc:
+        from dlexp.console import print_error
+
+        print_error(str(exc))
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            raise  # the launcher records the job as failed and goes on with the others
+        sys.exit(2)
+
+
+def main() -> None:
+    """Console entry: catch override mistakes with a clear message, then run Hydra."""
+    from dlexp.preflight import preflight
+
+    preflight(sys.argv[1:])
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
