@@ -70,7 +70,22 @@ def build_model(
     model = _call_with_known_kwargs("model", cls, kwargs, injected)
     if not isinstance(model, nn.Module):
         raise DlexpError(f"model._target_ {model_cfg['_target_']} did not build an nn.Module")
+    _materialize_lazy(model, in_channels, int(kwargs.get("image_size") or image_size))
     return model
+
+
+def _materialize_lazy(model: nn.Module, channels: int, size: int) -> None:
+    """Give lazy layers (nn.LazyLinear, ...) their shapes with one dummy batch, before an
+    optimizer or a parameter count sees them."""
+    from torch.nn.parameter import UninitializedParameter
+
+    if not any(isinstance(p, UninitializedParameter) for p in model.parameters()):
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(2, channels, size, size))
+    model.train(was_training)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

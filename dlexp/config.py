@@ -60,7 +60,8 @@ def slug(text: str, max_len: int = 120) -> str:
 
 def register_resolvers() -> None:
     """Resolvers the shipped configs use; registering twice is harmless."""
-    OmegaConf.register_new_resolver("dlexp.unique_dir", unique_dir, replace=True)
+    # cached: every job of a sweep (and every re-resolution) sees the one folder first claimed
+    OmegaConf.register_new_resolver("dlexp.unique_dir", unique_dir, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("dlexp.slug", slug, replace=True)
 
 

@@ -33,12 +33,29 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Settings that change how a run is reported or where it reads from, not what it learns.
+NOT_HPARAMS = (
+    "data.data_dir",
+    "data.download",
+    "data.loader",
+    "data.memory_budget_mb",
+    "data.num_workers",
+    "trainer.device",
+    "trainer.eval_batch_size",
+    "trainer.figures_every_n_epochs",
+    "trainer.log_every_n_steps",
+    "trainer.progress",
+    "trainer.test_after_fit",
+    "trainer.threads",
+)
+
+
 def hparams_of(cfg: Mapping[str, Any], choices: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`."""
     groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
     keep = {g: cfg[g] for g in groups if g in cfg}
     flat = flatten(keep)
-    for noisy in ("data.data_dir", "trainer.progress", "trainer.device"):
+    for noisy in NOT_HPARAMS:
         flat.pop(noisy, None)
     for group, choice in (choices or {}).items():
         flat[group] = choice

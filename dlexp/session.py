@@ -120,19 +120,17 @@ def write_run_files(run_dir: Path, cfg: Mapping[str, Any]) -> None:
 
 
 def update_latest(run_dir: Path) -> None:
-    """Point `<output_root>/latest` at this run (a symlink, or a text file where links fail)."""
-    root = run_dir.parent.parent
-    link = root / "latest"
-    tmp = root / f".latest-{os.getpid()}"
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        tmp.symlink_to(os.path.relpath(run_dir, root))
-        os.replace(tmp, link)
-    except OSError:
-        if link.is_symlink():
-            link.unlink()
-        link.write_text(str(run_dir) + "\n", encoding="utf-8")
+    """Record this run in `<output_root>/latest`, a one-line text file with the run folder.
+
+    A text file rather than a symlink: TensorBoard follows links, so a `latest` link would
+    show the newest run twice in `tensorboard --logdir outputs`.
+    """
+    link = run_dir.parent.parent / "latest"
+    if link.is_symlink() or link.is_dir():
+        return  # never replace something the user made
+    tmp = link.with_name(f".latest-{os.getpid()}")
+    tmp.write_text(str(run_dir) + "\n", encoding="utf-8")
+    os.replace(tmp, link)
 
 
 class Stopwatch:

@@ -1,0 +1,66 @@
+"""Shared fixtures: compose the real configs, run the real CLI, read run folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dlexp.config import CONFIG_DIR, register_resolvers
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the shipped configs with overrides, outputs and data kept under tmp_path."""
+    register_resolvers()
+
+    def _make(*overrides: str) -> DictConfig:
+        base = [f"paths.output_root={tmp_path / 'outputs'}", f"paths.data_dir={tmp_path / 'data'}"]
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=[*base, *overrides])
+
+    return _make
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(
+        DLEXP_OUTPUT_ROOT=str(tmp_path / "outputs"),
+        DLEXP_DATA_DIR=str(tmp_path / "data"),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def run_cli(
+    tmp_path: Path, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m dlexp ARGS` in tmp_path, as a user would run it (no TTY)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dlexp", *args],
+        cwd=tmp_path,
+        env=cli_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def latest_run(tmp_path: Path) -> Path:
+    return Path((tmp_path / "outputs" / "latest").read_text().strip())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

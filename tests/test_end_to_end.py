@@ -1,0 +1,133 @@
+"""The CLI as a user runs it: the default experiment, the run folder, TensorBoard, concurrency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import cli_env, latest_run, read_jsonl, run_cli
+from tests.tbread import hparams_sessions, scalar_and_image_tags, scalars
+
+pytestmark = pytest.mark.slow
+
+RUN_FILES = [
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    ".hydra/hydra.yaml",
+    "config.yaml",
+    "command.txt",
+    "metrics.jsonl",
+    "summary.json",
+    "train.log",
+    "checkpoints/last.pt",
+    "checkpoints/best.pt",
+    "figures/confusion_matrix.png",
+    "figures/misclassified.png",
+]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`dlexp` with no arguments: LeNet-5 on the bundled MNIST sample, the README's first run."""
+    tmp = tmp_path_factory.mktemp("default")
+    t0 = time.time()
+    proc = run_cli(tmp)
+    return tmp, proc, time.time() - t0
+
+
+def test_default_experiment_reaches_95_percent(default_run):
+    tmp, proc, seconds = default_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((latest_run(tmp) / "summary.json").read_text())
+    assert summary["status"] == "done"
+    assert summary["best"]["value"] >= 0.95, summary["best"]
+    assert summary["test"]["test/acc"] >= 0.93, summary["test"]
+    assert summary["num_params"] == 61_706
+    assert seconds < 120, f"the default experiment took {seconds:.0f}s (limit: 2 minutes)"
+
+
+def test_run_folder_holds_everything(default_run):
+    tmp, proc, _ = default_run
+    run = latest_run(tmp)
+    assert run.parent == tmp / "outputs" / "runs"
+    missing = [f for f in RUN_FILES if not (run / f).is_file()]
+    assert not missing, f"missing from the run folder: {missing}"
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("wall_time_s", "samples_per_sec", "environment", "best", "final", "started_at"):
+        assert summary[key], key
+    assert summary["environment"]["torch"] == torch.__version__
+    assert str(run) in proc.stdout, "the final panel names the run folder"
+    assert "\x1b[" not in proc.stdout, "no terminal control codes without a TTY"
+
+
+def test_metrics_jsonl_has_steps_epochs_and_test(default_run):
+    tmp, _, _ = default_run
+    records = read_jsonl(latest_run(tmp) / "metrics.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == list(range(1, 11))
+    assert all({"train/loss", "train/acc", "val/loss", "val/acc"} <= r.keys() for r in epochs)
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert epochs[-1]["train/loss"] < epochs[0]["train/loss"]
+    assert any(r["kind"] == "test" and "test/acc" in r for r in records)
+
+
+def test_tensorboard_reads_scalars_images_and_hparams(default_run):
+    tmp, _, _ = default_run
+    run = latest_run(tmp)
+    scalar_tags, image_tags = scalar_and_image_tags(run)
+    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "lr"}
+    assert expected | {"throughput/samples_per_sec", "test/acc"} <= scalar_tags
+    assert {"val/confusion_matrix", "val/misclassified"} <= image_tags
+    val_acc = [v for _, v in scalars(run, "val/acc")]
+    assert len(val_acc) == 10 and max(val_acc) >= 0.95
+
+    experiment, groups = hparams_sessions(tmp / "outputs")
+    names = {h["name"] for h in experiment["hparamInfos"]}
+    assert {"model", "optim", "optim.lr", "trainer.batch_size"} <= names
+    metric_tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"val/acc", "test/acc"} <= metric_tags
+    assert len(groups) == 1, "one run, one session: no extra sub-run"
+    session = groups[0]["sessions"][0]
+    assert session["status"] == "STATUS_SUCCESS"
+    assert groups[0]["hparams"]["optim"] == "adam"
+
+
+def test_checkpoint_is_a_plain_dict(default_run):
+    tmp, _, _ = default_run
+    ckpt = torch.load(latest_run(tmp) / "checkpoints" / "best.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "train_state", "config", "rng", "classes"):
+        assert key in ckpt
+    from dlexp.models.cnn import LeNet5
+
+    model = LeNet5()
+    model.load_state_dict(ckpt["model"])
+    assert ckpt["config"]["model"]["_target_"] == "dlexp.models.cnn.LeNet5"
+    assert ckpt["train_state"]["epoch"] == ckpt["train_state"]["best_epoch"]
+
+
+def test_two_runs_started_together_get_two_folders(tmp_path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dlexp", "trainer=debug", "trainer.test_after_fit=false"],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    runs = sorted((tmp_path / "outputs" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "summary.json").read_text())["status"] == "done"
