@@ -69,11 +69,17 @@ def misclassified_figure(
             ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255)
         else:
             ax.imshow(img.permute(1, 2, 0).numpy())
-        true, pred = classes[int(targets[i])], classes[int(preds[i])]
-        ax.set_title(f"{str(true)[:8]}→{str(pred)[:8]}", fontsize=7, color="crimson")
+        true, pred = short_label(classes[int(targets[i])]), short_label(classes[int(preds[i])])
+        ax.set_title(f"{true}→{pred}", fontsize=8, color="crimson")
     fig.suptitle(f"misclassified validation examples ({len(wrong)} shown)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def short_label(name: str, limit: int = 9) -> str:
+    """'7 - seven' (torchvision's MNIST names) → '7'; long names are cut to fit a thumbnail."""
+    name = str(name)
+    return name.split(" - ")[0] if " - " in name else name[:limit]
 
 
 def save_and_close(fig: Any, path: Any) -> None:

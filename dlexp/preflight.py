@@ -94,7 +94,7 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     register_resolvers()
     with initialize_config_dir(str(config_dir), version_base="1.3", job_name="dlexp"):
@@ -102,7 +102,9 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
             return hydra_compose(config_name, overrides=overrides)
         except (HydraException, OmegaConfBaseException) as exc:
             cause = exc.__cause__
-            if isinstance(cause, ConfigKeyError) and getattr(cause, "full_key", None):
+            if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(
+                cause, "full_key", None
+            ):
                 key = str(cause.full_key)
                 rest = [o for o in overrides if not o.startswith(f"{key}=")]
                 with contextlib.suppress(HydraException, OmegaConfBaseException):

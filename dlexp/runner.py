@@ -14,6 +14,7 @@ from dlexp import figures
 from dlexp.builders import build_model, build_optimizer, build_scheduler
 from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, save_checkpoint
 from dlexp.classify import LoopOptions, TrainState, evaluate, fit
+from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import ImageData, build_image_data
 from dlexp.errors import DlexpError
@@ -40,7 +41,7 @@ class ClassificationRun:
         self.cfg, self.run_dir, self.choices = cfg, run_dir, choices
         trainer = cfg["trainer"]
         self.clock = Stopwatch()
-        self.device = setup_torch(trainer)
+        self.device = torch.device("cpu")  # set up in build(), inside run()'s error handling
         self.reporter = Reporter(trainer["progress"], EPOCH_COLUMNS)
         self.ckpt_dir = run_dir / "checkpoints"
         self.state = TrainState()
@@ -49,6 +50,7 @@ class ClassificationRun:
     # -- building ----------------------------------------------------------------------------
     def build(self) -> None:
         cfg, trainer = self.cfg, self.cfg["trainer"]
+        self.device = setup_torch(trainer)
         model_size = cfg["model"].get("image_size")
         # the data decides channels/classes; the model decides the input size (LeNet: 32)
         self.data: ImageData = build_image_data(
@@ -182,31 +184,26 @@ class ClassificationRun:
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> float:
-        self.build()
-        self.logger = RunLogger(self.run_dir)
-        n_params = sum(p.numel() for p in self.model.parameters())
-        self.logger.log_hparams(hparams_of(self.cfg, self.choices))
-        self.reporter.info(
-            f"run folder: {self.run_dir}\n"
-            f"model: {type(self.model).__name__} ({n_params:,} parameters) on {self.device} · "
-            f"data: {self.cfg['data']['name']} ({self.data.train.num_samples:,} train / "
-            f"{self.data.val.num_samples:,} val / {self.data.test.num_samples:,} test, "
-            f"{self.data.loader_kind} loader)"
-        )
-        status, error, test = "failed", None, {}
+        status, error, test, n_params = "failed", None, {}, 0
         try:
-            fit(
-                self.model,
-                self.data,
-                self.optimizer,
-                self.scheduler,
-                self.scaler,
-                self.state,
-                self.opts,
-                self,
+            self.build()
+            n_params = sum(p.numel() for p in self.model.parameters())
+            self.logger = RunLogger(self.run_dir)
+            self.logger.log_hparams(hparams_of(self.cfg, self.choices))
+            self.reporter.info(
+                f"run folder: {self.run_dir}\n"
+                f"model: {type(self.model).__name__} ({n_params:,} parameters) on {self.device} · "
+                f"data: {self.cfg['data']['name']} ({self.data.train.num_samples:,} train / "
+                f"{self.data.val.num_samples:,} val / {self.data.test.num_samples:,} test, "
+                f"{self.data.loader_kind} loader)"
             )
+            model, data, opt, sched = self.model, self.data, self.optimizer, self.scheduler
+            fit(model, data, opt, sched, self.scaler, self.state, self.opts, self)
             test = self.finish()
             status = "done"
+        except KeyboardInterrupt:
+            status, error = "interrupted", "stopped by the user (Ctrl-C)"
+            raise
         except DlexpError as exc:
             error = str(exc)
             raise
@@ -216,8 +213,9 @@ class ClassificationRun:
         finally:
             self.reporter.close()
             self.write_summary(status, error, test, n_params)
-            self.logger.end_hparams(status)
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.end_hparams(status)
+                self.logger.close()
         return float(self.state.best) if self.state.best is not None else float("nan")
 
     def finish(self) -> dict[str, float]:
@@ -246,12 +244,13 @@ class ClassificationRun:
         self, status: str, error: str | None, test: dict[str, float], n_params: int
     ) -> None:
         state = self.state
+        monitor = self.cfg["trainer"]["monitor"]
         last_epoch = _last_epoch_record(self.run_dir / "metrics.jsonl")
         summary = {
             "status": status,
             "error": error,
             "run_dir": str(self.run_dir),
-            "monitor": {"metric": self.opts.monitor, "mode": self.opts.monitor_mode},
+            "monitor": {"metric": monitor, "mode": self.cfg["trainer"]["monitor_mode"]},
             "best": {"value": state.best, "epoch": state.best_epoch},
             "final": {k: v for k, v in last_epoch.items() if "/" in k},
             "test": test,
@@ -271,8 +270,10 @@ class ClassificationRun:
             "git": git_info(Path.cwd()),
         }
         write_json(self.run_dir / "summary.json", summary)
+        if self.logger is None:
+            return  # failed while building: the error message says it all
         style = "green" if status == "done" else "red"
-        shown = {"status": status, f"best {self.opts.monitor}": state.best, **test}
+        shown = {"status": status, f"best {monitor}": state.best, **test}
         shown.update(
             {
                 "epochs": state.epoch,
@@ -297,5 +298,5 @@ def _last_epoch_record(path: Path) -> dict[str, Any]:
 
 def run_classification(cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str]) -> float:
     write_run_files(run_dir, cfg)
-    update_latest(run_dir)
+    update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
     return ClassificationRun(cfg, run_dir, choices).run()

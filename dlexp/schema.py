@@ -9,6 +9,7 @@ whose keyword arguments are checked later against the constructor's signature.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,8 +56,12 @@ class Spec:
             return f"expected true or false, {given}"
         if self.kind == "str" and not isinstance(value, str):
             return f"expected a string, {given}"
-        if self.kind == "choice" and value not in self.choices:
-            valid = ", ".join(str(c) for c in self.choices)
+        # compare types too: 1 == True in Python, but `channels_last=1` is not `true`
+        if self.kind == "choice" and not any(
+            type(value) is type(c) and value == c for c in self.choices
+        ):
+            shown = (str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
+            valid = ", ".join(dict.fromkeys(shown))
             return f"must be one of {valid}; {given}"
         if self.kind in ("ints", "floats"):
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -71,6 +76,8 @@ class Spec:
     def _check_range(self, value: Any) -> str | None:
         if self.kind not in ("int", "float", "ints", "floats"):
             return None
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return f"must be {'>' if self.lo_open else '>='} {self.lo}, got {value!r}"
         if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
@@ -102,7 +109,7 @@ TRAINER: dict[str, Any] = {
     "device": Spec("str"),
     "seed": Int(0),
     "deterministic": BOOL,
-    "precision": Choice("32", "bf16", "16-mixed"),
+    "precision": Choice("32", 32, "bf16", "16-mixed"),  # 32 typed on a command line is an int
     "grad_clip": Float(0.0, lo_open=True, nullable=True),
     "log_every_n_steps": Int(1),
     "monitor": Spec("str"),

@@ -119,13 +119,14 @@ def write_run_files(run_dir: Path, cfg: Mapping[str, Any]) -> None:
     (run_dir / "command.txt").write_text(command + "\n", encoding="utf-8")
 
 
-def update_latest(run_dir: Path) -> None:
-    """Record this run in `<output_root>/latest`, a one-line text file with the run folder.
+def update_latest(run_dir: Path, output_root: Path) -> None:
+    """Record this run (or sweep job) in `<output_root>/latest`, a one-line text file.
 
     A text file rather than a symlink: TensorBoard follows links, so a `latest` link would
     show the newest run twice in `tensorboard --logdir outputs`.
     """
-    link = run_dir.parent.parent / "latest"
+    output_root.mkdir(parents=True, exist_ok=True)
+    link = output_root / "latest"
     if link.is_symlink() or link.is_dir():
         return  # never replace something the user made
     tmp = link.with_name(f".latest-{os.getpid()}")

@@ -64,7 +64,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
         print_error(str(exc))
         if HydraConfig.get().mode.name == "MULTIRUN":
-            raise  # the launcher records the job as failed and goes on with the others
+            return float("nan")  # one bad job must not stop the rest of the sweep
         sys.exit(2)
 
 

@@ -131,3 +131,17 @@ def test_two_runs_started_together_get_two_folders(tmp_path):
     assert len(runs) == 2
     for run in runs:
         assert json.loads((run / "summary.json").read_text())["status"] == "done"
+
+
+def test_a_sweep_runs_every_job_in_its_own_named_folder(tmp_path):
+    proc = run_cli(
+        tmp_path, "-m", "trainer=debug", "optim=sgd,adam", "trainer.test_after_fit=false"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2 and "optim=sgd" in jobs[0] and "optim=adam" in jobs[1]
+    for job in jobs:
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "done"
+    assert latest_run(tmp_path).parent == sweep

@@ -1,0 +1,187 @@
+"""Mistakes on the command line end in one clear message: no traceback, exit status 2.
+
+Each test runs the real CLI (`python -m dlexp ...`) in a subprocess, as a user would, with
+outputs and data under tmp_path. Errors the preflight catches must write nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlexp.config import CONFIG_DIR
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def run_dlexp(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "OC_CAUSE")}
+    env.update(
+        DLEXP_OUTPUT_ROOT=str(tmp_path / "outputs"),
+        DLEXP_DATA_DIR=str(tmp_path / "data"),
+        COLUMNS="400",  # rich must not wrap a long path or key across lines
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "dlexp", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def assert_clear_error(done: subprocess.CompletedProcess[str], phrases: list[str]) -> str:
+    """Exit status 2, every phrase in stderr, no traceback anywhere. Returns stderr."""
+    everything = done.stdout + done.stderr
+    assert "Traceback" not in everything, everything
+    assert done.returncode == 2, f"exit {done.returncode}\n{everything}"
+    err = one_line(done.stderr)
+    for phrase in phrases:
+        assert phrase in err, f"{phrase!r} missing from stderr:\n{done.stderr}"
+    return err
+
+
+def assert_nothing_written(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    written = (
+        sorted(str(p.relative_to(outputs)) for p in outputs.rglob("*")) if outputs.exists() else []
+    )
+    assert written == [], f"a rejected command wrote {written}"
+
+
+def assert_lists_all(err: str, names: list[str]) -> None:
+    for name in names:
+        assert re.search(rf"\b{re.escape(name)}\b", err), f"{name!r} not listed in: {err}"
+
+
+# --- caught before anything runs (no torch, no run folder) --------------------------------------
+
+ONE = "the config has 1 problem"
+PREFLIGHT_CASES = {
+    "epochs_not_int": (["trainer.epochs=ten"], [ONE, "trainer.epochs", "integer", "ten"]),
+    "lr_negative": (["optim.lr=-0.1"], [ONE, "optim.lr", "must be > 0", "-0.1"]),
+    "dropout_one": (["model.dropout=1.0"], [ONE, "model.dropout", "must be < 1", "1.0"]),
+    "batch_size_zero": (["trainer.batch_size=0"], [ONE, "trainer.batch_size", "must be >= 1"]),
+    "misspelt_key": (["optim.lrr=0.1"], ["optim.lrr", "Did you mean 'optim.lr'"]),
+}
+
+
+@pytest.mark.parametrize(("args", "phrases"), PREFLIGHT_CASES.values(), ids=list(PREFLIGHT_CASES))
+def test_bad_value_is_one_clear_error_and_writes_nothing(
+    tmp_path: Path, args: list[str], phrases: list[str]
+) -> None:
+    done = run_dlexp(tmp_path, *args)
+    assert_clear_error(done, ["error:", *phrases])
+    assert_nothing_written(tmp_path)
+
+
+def test_several_bad_values_are_reported_together(tmp_path: Path) -> None:
+    done = run_dlexp(tmp_path, "trainer.epochs=0", "optim.lr=-1")
+    assert_clear_error(done, ["the config has 2 problems", "trainer.epochs", "optim.lr"])
+    assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(("group", "bad"), [("optim", "adamm"), ("model", "nope")])
+def test_unknown_option_lists_the_valid_ones(tmp_path: Path, group: str, bad: str) -> None:
+    done = run_dlexp(tmp_path, f"{group}={bad}")
+    err = assert_clear_error(done, ["error:", f"{group}/{bad}"])
+    assert_lists_all(err, options(group))
+    assert_nothing_written(tmp_path)
+
+
+def test_multirun_with_a_bad_first_value_fails_before_any_job(tmp_path: Path) -> None:
+    done = run_dlexp(tmp_path, "-m", "optim=adamm,adam")
+    err = assert_clear_error(done, ["error:", "optim/adamm"])
+    assert_lists_all(err, options("optim"))
+    assert_nothing_written(tmp_path)
+
+
+def test_multirun_with_a_bad_later_value_fails_without_traceback(tmp_path: Path) -> None:
+    # Hydra composes every job of the batch before launching the first, so nothing trains.
+    done = run_dlexp(tmp_path, "-m", "optim=adam,adamm")
+    everything = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "Traceback" not in everything, everything
+    assert "adamm" in done.stderr
+    assert_lists_all(one_line(done.stderr), options("optim"))
+    assert not list((tmp_path / "outputs").rglob("*.pt"))
+
+
+# --- caught when the run starts (imports torch) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cuda_on_cpu_machine(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    tmp = tmp_path_factory.mktemp("cuda")
+    return tmp, run_dlexp(tmp, "trainer.device=cuda", "trainer.progress=none")
+
+
+@pytest.fixture(scope="module")
+def missing_dataset(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    tmp = tmp_path_factory.mktemp("nodata")
+    (tmp / "data").mkdir()
+    return tmp, run_dlexp(tmp, "data=mnist", "trainer.progress=none")
+
+
+@pytest.mark.slow
+def test_cuda_device_without_cuda_suggests_cpu_or_auto(cuda_on_cpu_machine) -> None:
+    _, done = cuda_on_cpu_machine
+    assert_clear_error(
+        done, ["error:", "trainer.device=cuda", "CUDA is not available", "trainer.device=cpu"]
+    )
+    assert "trainer.device=auto" in one_line(done.stderr)
+
+
+@pytest.mark.slow
+def test_missing_dataset_names_folder_download_and_offline_option(missing_dataset) -> None:
+    tmp, done = missing_dataset
+    assert_clear_error(
+        done,
+        ["error:", "mnist", str(tmp / "data" / "MNIST" / "raw"), "data.download=true"],
+    )
+    assert "data=mnist_sample" in one_line(done.stderr)
+    assert not list((tmp / "data").rglob("*")), "nothing may be downloaded without download=true"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case",
+    [
+        "cuda_on_cpu_machine",
+        "missing_dataset",
+    ],
+)
+def test_run_that_fails_at_start_leaves_no_folder_or_a_failed_summary(
+    case: str, request: pytest.FixtureRequest
+) -> None:
+    tmp, done = request.getfixturevalue(case)
+    assert done.returncode == 2
+    runs = sorted((tmp / "outputs" / "runs").glob("*")) if (tmp / "outputs").exists() else []
+    for run in runs:
+        summary_file = run / "summary.json"
+        assert summary_file.is_file(), f"{run} has no summary.json"
+        summary = json.loads(summary_file.read_text())
+        assert summary["status"] == "failed"
+        assert summary["error"]
