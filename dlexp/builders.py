@@ -16,7 +16,8 @@ from torch import nn
 
 from dlexp.errors import DlexpError
 
-_BUILDER_KEYS = {"_target_"}
+# keys of a model/optim config that are for dlexp, not for the constructor
+_BUILDER_KEYS = {"_target_", "task"}
 
 
 def _import_target(group: str, target: str) -> type:
@@ -50,19 +51,21 @@ def _call_with_known_kwargs(group: str, cls: type, kwargs: dict[str, Any], injec
 def build_model(
     model_cfg: Mapping[str, Any],
     regularization: Mapping[str, Any],
-    *,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
+    inputs: Mapping[str, Any],
+    example: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
 ) -> nn.Module:
-    """Instantiate `model._target_` with the data set's shape and the regularization switches."""
+    """Instantiate `model._target_` with what the data decides and the regularization switches.
+
+    `inputs` are keyword arguments the data set determines (in_channels, image_size,
+    num_classes, vocab_size, ...); a class gets those its signature takes. `example` is one
+    small input batch, used to give lazy layers their shapes.
+    """
     cls = _import_target("model", model_cfg["_target_"])
     kwargs = {k: v for k, v in model_cfg.items() if k not in _BUILDER_KEYS}
-    injected = {"in_channels", "num_classes", "image_size"}
-    kwargs.setdefault("in_channels", in_channels)
-    kwargs.setdefault("num_classes", num_classes)
-    if kwargs.get("image_size") is None:
-        kwargs["image_size"] = image_size
+    injected = set(inputs)
+    for key, value in inputs.items():
+        if kwargs.get(key) is None:
+            kwargs[key] = value
     for key in ("dropout", "batch_norm"):
         if regularization.get(key) is not None:
             kwargs[key] = regularization[key]
@@ -70,12 +73,13 @@ def build_model(
     model = _call_with_known_kwargs("model", cls, kwargs, injected)
     if not isinstance(model, nn.Module):
         raise DlexpError(f"model._target_ {model_cfg['_target_']} did not build an nn.Module")
-    _materialize_lazy(model, in_channels, int(kwargs.get("image_size") or image_size))
+    if example is not None:
+        _materialize_lazy(model, example)
     return model
 
 
-def _materialize_lazy(model: nn.Module, channels: int, size: int) -> None:
-    """Give lazy layers (nn.LazyLinear, ...) their shapes with one dummy batch, before an
+def _materialize_lazy(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+    """Give lazy layers (nn.LazyLinear, ...) their shapes with one example batch, before an
     optimizer or a parameter count sees them."""
     from torch.nn.parameter import UninitializedParameter
 
@@ -84,7 +88,7 @@ def _materialize_lazy(model: nn.Module, channels: int, size: int) -> None:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(2, channels, size, size))
+        model(*example) if isinstance(example, tuple) else model(example)
     model.train(was_training)
 
 

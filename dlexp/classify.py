@@ -55,6 +55,15 @@ class NonFiniteLoss(DlexpError):
     pass
 
 
+def forward(model: nn.Module, x: Any, channels_last: bool) -> torch.Tensor:
+    """Images come as one tensor; sequences as a tuple (e.g. token ids and lengths)."""
+    if isinstance(x, tuple):
+        return model(*x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return model(x)
+
+
 def penalties(
     weights: list[torch.Tensor], l1: float, l2: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,14 +88,15 @@ def train_one_epoch(
 ) -> None:
     """Train `state.epoch` from batch `state.batch` to the end (or until `should_stop()`)."""
     model.train()
-    # window: loss·n, correct, n, l1 penalty·steps, l2 penalty·steps, steps — on the device
-    window = torch.zeros(6, device=opts.device)
+    # on the device: Σ loss·n, Σ correct, Σ l1 penalty, Σ l2 penalty, Σ grad norm;
+    # the window's sample and step counts are known on the host
+    window = torch.zeros(5, device=opts.device)
+    counts = [0, 0]
+    grad_norm = window.new_zeros(())
     t0 = time.perf_counter()
     for x, y in loader.batches(state.epoch, start=state.batch):
-        if opts.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with opts.autocast():
-            logits = model(x)
+            logits = forward(model, x, opts.channels_last)
             loss = F.cross_entropy(logits, y)
         pen1, pen2 = penalties(weights, opts.l1, opts.l2)
         total = loss + pen1 + pen2
@@ -95,44 +105,44 @@ def train_one_epoch(
             scaler.scale(total).backward()
             if opts.grad_clip:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             total.backward()
             if opts.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
             optimizer.step()
         scheduler.step()
 
         n = y.shape[0]
         with torch.no_grad():
             correct = (logits.argmax(1) == y).sum()
-            window += torch.stack(
-                [
-                    loss.detach().float() * n,
-                    correct.float(),
-                    loss.new_tensor(float(n)),
-                    pen1.detach().float(),
-                    pen2.detach().float(),
-                    loss.new_tensor(1.0),
-                ]
-            )
+            stats = [loss.detach() * n, correct, pen1.detach(), pen2.detach(), grad_norm]
+            window += torch.stack([t.float() for t in stats])
+        counts[0] += n
+        counts[1] += 1
         state.batch += 1
         state.step += 1
         state.samples += n
         if state.step % opts.log_every == 0 or state.batch == len(loader):
-            t0 = _flush(window, state, optimizer, on_log, t0)
+            t0 = _flush(window, counts, state, optimizer, on_log, t0)
         if should_stop():
-            _flush(window, state, optimizer, on_log, t0)
+            _flush(window, counts, state, optimizer, on_log, t0)
             return
 
 
 def _flush(
-    window: torch.Tensor, state: TrainState, optimizer: Any, on_log: Any, t0: float
+    window: torch.Tensor,
+    counts: list[int],
+    state: TrainState,
+    optimizer: Any,
+    on_log: Any,
+    t0: float,
 ) -> float:
     """Read the window back from the device (the only sync), log it, fold it into the epoch."""
-    loss_n, correct, n, pen1, pen2, steps = window.tolist()
+    loss_n, correct, pen1, pen2, grad_norm = window.tolist()
+    (n, steps), counts[:] = list(counts), [0, 0]
     window.zero_()
     now = time.perf_counter()
     state.train_seconds += now - t0
@@ -156,6 +166,8 @@ def _flush(
         metrics["train/l1_penalty"] = pen1 / steps
     if pen2:
         metrics["train/l2_penalty"] = pen2 / steps
+    if grad_norm:  # measured when clipping is on: the norm before clipping
+        metrics["train/grad_norm"] = grad_norm / steps
     on_log(metrics, state.batch)
     return time.perf_counter()
 
@@ -169,10 +181,8 @@ def evaluate(
     sums = torch.zeros(3, device=opts.device)
     preds, targets = [], []
     for x, y in loader.batches(0):
-        if opts.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with opts.autocast():
-            logits = model(x)
+            logits = forward(model, x, opts.channels_last)
         p = logits.argmax(1)
         loss = F.cross_entropy(logits.float(), y, reduction="sum")
         sums += torch.stack([loss, (p == y).sum().float(), loss.new_tensor(float(y.shape[0]))])

@@ -16,7 +16,7 @@ from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, save_checkpoi
 from dlexp.classify import LoopOptions, TrainState, evaluate, fit
 from dlexp.config import expand_path
 from dlexp.console import Reporter
-from dlexp.data.pipeline import ImageData, build_image_data
+from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
 from dlexp.runlog import RunLogger, hparams_of, write_json
 from dlexp.session import (
@@ -53,7 +53,7 @@ class ClassificationRun:
         self.device = setup_torch(trainer)
         model_size = cfg["model"].get("image_size")
         # the data decides channels/classes; the model decides the input size (LeNet: 32)
-        self.data: ImageData = build_image_data(
+        self.data = build_data(
             cfg["data"],
             batch_size=trainer["batch_size"],
             eval_batch_size=trainer["eval_batch_size"],
@@ -66,11 +66,7 @@ class ClassificationRun:
             overfit_batches=trainer["overfit_batches"],
         )
         self.model = build_model(
-            cfg["model"],
-            cfg["regularization"],
-            in_channels=self.data.channels,
-            num_classes=len(self.data.classes),
-            image_size=self.data.image_size,
+            cfg["model"], cfg["regularization"], self.data.model_inputs(), self.data.example()
         ).to(self.device)
         channels_last = wants_channels_last(trainer["channels_last"], self.model)
         if channels_last:
@@ -155,6 +151,8 @@ class ClassificationRun:
         fig = figures.confusion_figure(counts, classes)
         self.logger.log_figure("val/confusion_matrix", fig, step)
         figures.save_and_close(fig, self.run_dir / "figures" / "confusion_matrix.png")
+        if getattr(self.data, "val_images", None) is None:
+            return  # not images (text): the confusion matrix says it
         fig = figures.misclassified_figure(self.data.val_images, targets, preds, classes)
         self.logger.log_figure("val/misclassified", fig, step)
         figures.save_and_close(fig, self.run_dir / "figures" / "misclassified.png")
@@ -193,9 +191,7 @@ class ClassificationRun:
             self.reporter.info(
                 f"run folder: {self.run_dir}\n"
                 f"model: {type(self.model).__name__} ({n_params:,} parameters) on {self.device} · "
-                f"data: {self.cfg['data']['name']} ({self.data.train.num_samples:,} train / "
-                f"{self.data.val.num_samples:,} val / {self.data.test.num_samples:,} test, "
-                f"{self.data.loader_kind} loader)"
+                f"data: {self.cfg['data']['name']} ({self.data.describe()})"
             )
             model, data, opt, sched = self.model, self.data, self.optimizer, self.scheduler
             fit(model, data, opt, sched, self.scaler, self.state, self.opts, self)

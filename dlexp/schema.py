@@ -126,6 +126,7 @@ TRAINER: dict[str, Any] = {
 }
 
 DATA: dict[str, Any] = {
+    "kind": Choice("image"),
     "name": Choice(*VISION_DATASETS),
     "data_dir": Spec("str"),
     "download": BOOL,
@@ -139,6 +140,7 @@ DATA: dict[str, Any] = {
 
 _COMMON_MODEL = {
     "_target_": Spec("str"),
+    "task": Choice("classify"),
     "in_channels": Int(1),
     "num_classes": Int(2),
     "image_size": Int(1, nullable=True),
@@ -245,16 +247,35 @@ def _check_target_group(
 
 def validate(cfg: Mapping[str, Any]) -> list[str]:
     """Every problem in a resolved, plain config; empty when the config is valid."""
+    from dlexp import schema_gan, schema_text
+
     problems: list[str] = []
     for group, table in (
         ("trainer", TRAINER),
-        ("data", DATA),
         ("regularization", REGULARIZATION),
         ("paths", PATHS),
     ):
         problems += _check_table(group, cfg.get(group) or {}, table)
-    problems += _check_target_group("model", cfg.get("model") or {}, MODELS)
-    problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
+    data = cfg.get("data") or {}
+    kind = data.get("kind", "image")
+    if kind == "image":
+        problems += _check_table("data", data, DATA)
+    elif kind == "text":
+        problems += schema_text.validate_data("data", data)
+    else:
+        problems.append(f"data.kind: must be one of image, text, got {kind!r}")
+
+    model = cfg.get("model") or {}
+    task = model.get("task", "classify")
+    if task == "gan":
+        problems += schema_gan.validate(cfg)
+    elif task == "classify":
+        tables = {**MODELS, **schema_text.MODELS}
+        problems += _check_target_group("model", model, tables)
+        problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
+        problems += schema_text.check_combination(cfg)
+    else:
+        problems.append(f"model.task: must be one of classify, gan, got {task!r}")
 
     sched = cfg.get("scheduler") or {}
     name = sched.get("name")

@@ -41,7 +41,12 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
-    from dlexp.runner import run_classification  # imports torch: only once the config is valid
+    # torch is imported from here on: only once the config is known to be valid
+    if plain["model"].get("task", "classify") == "gan":
+        from dlexp.gan_runner import run_gan
+
+        return run_gan(plain, run_dir, choices)
+    from dlexp.runner import run_classification
 
     return run_classification(plain, run_dir, choices)
 

@@ -22,7 +22,7 @@ from dlexp.builders import build_model, build_optimizer, build_scheduler
 from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
 from dlexp.schema import validate
 
-GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer")
+GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer", "experiment")
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the data sets
 NUM_CLASSES = 10
 
@@ -100,9 +100,7 @@ def test_every_model_builds_and_gives_logits(option: str, channels: int, size: i
     model = build_model(
         cfg["model"],
         cfg["regularization"],
-        in_channels=channels,
-        num_classes=NUM_CLASSES,
-        image_size=size,
+        {"in_channels": channels, "num_classes": NUM_CLASSES, "image_size": size},
     )
     # the data pipeline resizes to the model's own image_size when it has one (LeNet: 32)
     side = cfg["model"].get("image_size") or size
@@ -172,7 +170,9 @@ def test_onecycle_rejects_warmup_epochs() -> None:
 def test_every_regularization_builds_the_default_model(option: str) -> None:
     cfg = compose_plain(f"regularization=[{option}]")
     model = build_model(
-        cfg["model"], cfg["regularization"], in_channels=1, num_classes=NUM_CLASSES, image_size=28
+        cfg["model"],
+        cfg["regularization"],
+        {"in_channels": 1, "num_classes": NUM_CLASSES, "image_size": 28},
     )
     model.eval()
     with torch.no_grad():
@@ -184,7 +184,9 @@ def test_every_regularization_builds_the_default_model(option: str) -> None:
 
 def _lenet(cfg: dict[str, Any]) -> nn.Module:
     return build_model(
-        cfg["model"], cfg["regularization"], in_channels=1, num_classes=NUM_CLASSES, image_size=28
+        cfg["model"],
+        cfg["regularization"],
+        {"in_channels": 1, "num_classes": NUM_CLASSES, "image_size": 28},
     )
 
 
@@ -224,7 +226,9 @@ def test_regularization_l1_sets_a_positive_penalty() -> None:
 def test_regularization_dropout_overrides_the_models_own_dropout() -> None:
     cfg = compose_plain("model=mlp", "model.dropout=0.2", "regularization=[dropout]")
     model = build_model(
-        cfg["model"], cfg["regularization"], in_channels=1, num_classes=NUM_CLASSES, image_size=28
+        cfg["model"],
+        cfg["regularization"],
+        {"in_channels": 1, "num_classes": NUM_CLASSES, "image_size": 28},
     )
     ps = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}
     assert ps == {0.5}

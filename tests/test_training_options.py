@@ -122,3 +122,11 @@ def test_monitor_without_validation_split_is_explained(make_cfg, tmp_path):
         name="ok",
     )
     assert summary["status"] == "done" and best > 0
+
+
+def test_gradient_norm_is_logged_when_clipping(make_cfg, tmp_path):
+    _, _, records = _run(
+        make_cfg, tmp_path, *QUICK, "trainer.grad_clip=0.5", "trainer.log_every_n_steps=1"
+    )
+    norms = [r["train/grad_norm"] for r in records if r["kind"] == "step"]
+    assert len(norms) == 4 and all(n > 0 for n in norms)

@@ -24,7 +24,39 @@ class ImageData:
     std: list[float]
     loader_kind: str  # "tensor" or "dataloader"
     # uint8 validation images at native size, for the misclassified-examples grid
-    val_images: torch.Tensor
+    val_images: torch.Tensor | None
+
+    def model_inputs(self) -> dict[str, Any]:
+        """Constructor arguments the data decides (a model gets those it takes)."""
+        return {
+            "in_channels": self.channels,
+            "image_size": self.image_size,
+            "num_classes": len(self.classes),
+        }
+
+    def example(self) -> torch.Tensor:
+        """A small input batch of the right shape (gives lazy layers their sizes)."""
+        return torch.zeros(2, self.channels, self.image_size, self.image_size)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs to preprocess new inputs the same way."""
+        return {"mean": self.mean, "std": self.std, "image_size": self.image_size}
+
+    def describe(self) -> str:
+        return (
+            f"{self.train.num_samples:,} train / {self.val.num_samples:,} val / "
+            f"{self.test.num_samples:,} test, {self.loader_kind} loader"
+        )
+
+
+def build_data(data_cfg: Mapping[str, Any], **options: Any) -> Any:
+    """The data builder: image data sets here, text data sets in `dlexp.data.text`."""
+    kind = data_cfg.get("kind", "image")
+    if kind == "text":
+        from dlexp.data.text import build_text_data
+
+        return build_text_data(data_cfg, **options)
+    return build_image_data(data_cfg, **options)
 
 
 def split_bytes(n: int, channels: int, size: int) -> int:
