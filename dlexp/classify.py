@@ -32,6 +32,11 @@ class TrainState:
     samples: int = 0  # training samples seen
     train_seconds: float = 0.0
     stopped_early: bool = False
+    skipped_batches: int = 0  # batches with a non-finite loss, with trainer.nonfinite=skip
+    # a log window cut short by an interruption, carried over so the resumed run logs the
+    # very same records: device sums (see train_one_epoch) and [samples, steps]
+    window: list[float] = field(default_factory=lambda: [0.0] * 5)
+    window_counts: list[int] = field(default_factory=lambda: [0, 0])
 
 
 @dataclass
@@ -49,6 +54,7 @@ class LoopOptions:
     min_delta: float = 0.0
     channels_last: bool = False
     figures_every: int = 0
+    skip_nonfinite: bool = False
 
 
 class NonFiniteLoss(DlexpError):
@@ -90,8 +96,9 @@ def train_one_epoch(
     model.train()
     # on the device: Σ loss·n, Σ correct, Σ l1 penalty, Σ l2 penalty, Σ grad norm;
     # the window's sample and step counts are known on the host
-    window = torch.zeros(5, device=opts.device)
-    counts = [0, 0]
+    window = torch.tensor(state.window, dtype=torch.float32, device=opts.device)
+    counts = list(state.window_counts)
+    state.window, state.window_counts = [0.0] * 5, [0, 0]
     grad_norm = window.new_zeros(())
     t0 = time.perf_counter()
     for x, y in loader.batches(state.epoch, start=state.batch):
@@ -101,6 +108,12 @@ def train_one_epoch(
         pen1, pen2 = penalties(weights, opts.l1, opts.l2)
         total = loss + pen1 + pen2
         optimizer.zero_grad(set_to_none=True)
+        if opts.skip_nonfinite and not bool(torch.isfinite(total)):  # a sync, only when asked
+            state.skipped_batches += 1
+            state.batch += 1
+            if state.batch == len(loader):
+                t0 = _flush(window, counts, state, optimizer, on_log, t0)
+            continue
         if scaler is not None:
             scaler.scale(total).backward()
             if opts.grad_clip:
@@ -128,7 +141,9 @@ def train_one_epoch(
         if state.step % opts.log_every == 0 or state.batch == len(loader):
             t0 = _flush(window, counts, state, optimizer, on_log, t0)
         if should_stop():
-            _flush(window, counts, state, optimizer, on_log, t0)
+            # keep the unlogged window in the state: the resumed run logs it as this one would
+            state.window, state.window_counts = window.tolist(), list(counts)
+            state.train_seconds += time.perf_counter() - t0
             return
 
 
@@ -152,7 +167,8 @@ def _flush(
         raise NonFiniteLoss(
             f"the training loss became {loss_n / n} at step {state.step} (epoch {state.epoch + 1}). "
             "Training stopped; the last good checkpoint is kept. Try a lower optim.lr, "
-            "trainer.grad_clip=1.0, or trainer.precision=32."
+            "trainer.grad_clip=1.0, trainer.precision=32, or trainer.nonfinite=skip to skip "
+            "such batches."
         )
     sums = state.epoch_sums
     state.epoch_sums = [sums[0] + loss_n, sums[1] + correct, sums[2] + n]
@@ -162,6 +178,8 @@ def _flush(
         "lr": optimizer.param_groups[0]["lr"],
         "throughput/samples_per_sec": n / max(now - t0, 1e-9),
     }
+    if state.skipped_batches:
+        metrics["train/skipped_batches"] = float(state.skipped_batches)
     if pen1:
         metrics["train/l1_penalty"] = pen1 / steps
     if pen2:
@@ -220,6 +238,8 @@ def fit(
     weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     has_val = data.val.num_samples > 0
     for epoch in range(state.epoch, opts.epochs):
+        if hooks.should_stop():
+            return state
         hooks.start_epoch(epoch, len(data.train), state.batch)
         train_one_epoch(
             model,

@@ -35,6 +35,11 @@ def print_error(message: str) -> None:
     error_console().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
 
 
+def print_notice(message: str) -> None:
+    """Something the user asked for happened (an interruption): say so, and what to do next."""
+    error_console().print(f"[bold yellow]stopped:[/] {message}", markup=True, highlight=False)
+
+
 class Reporter:
     """Progress and summaries for one run. `mode`: auto | bar | plain | none."""
 

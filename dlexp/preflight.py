@@ -10,6 +10,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,26 +69,55 @@ def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
 
 def preflight(argv: list[str]) -> None:
     """Exit with a clear message if the command line cannot give a valid first job."""
+    checked_config(argv)
+
+
+def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | None:
+    """The first job's config, composed and validated (exits with a message on problems).
+
+    Without overrides the shipped defaults are known to be valid: only the output folder is
+    checked, unless `always` (the `validate` verb) asks for the config anyway.
+    """
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(argv)
-    if args.help or args.hydra_help or args.info or args.shell_completion or not args.overrides:
-        return
-    overrides = first_job_overrides(args.overrides)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return None
+    if not args.overrides and not always:
+        check_output_root(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs"))
+        return None
+    overrides = first_job_overrides(args.overrides or [])
     if overrides is None:
-        return
+        return None
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     if args.config_dir:
         overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
     config_dir = CONFIG_DIR
     if args.config_path:
         config_dir = Path(args.config_path).absolute()
-    cfg = compose(config_dir, args.config_name or "config", overrides)
-    problems = validate(to_plain(cfg))
+    plain = to_plain(compose(config_dir, args.config_name or "config", overrides))
+    problems = validate(plain)
     if problems:
         from dlexp.train import format_problems
 
         fail(format_problems(problems))
+    check_output_root(plain["paths"]["output_root"])
+    return plain
+
+
+def check_output_root(root: str) -> None:
+    """An unwritable output folder is reported now, not as a crash inside Hydra."""
+    path = Path(os.path.expandvars(os.path.expanduser(root))).absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError as exc:
+        fail(f"paths.output_root: cannot create {path} ({exc.strerror or exc}). {_ROOT_HINT}")
+    if not writable:
+        fail(f"paths.output_root: {path} is not writable. {_ROOT_HINT}")
+
+
+_ROOT_HINT = "Set paths.output_root=... (or DLEXP_OUTPUT_ROOT) to a folder you can write to."
 
 
 def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:

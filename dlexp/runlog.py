@@ -35,6 +35,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Settings that change how a run is reported or where it reads from, not what it learns.
 NOT_HPARAMS = (
+    "resume",
     "data.data_dir",
     "data.download",
     "data.loader",
@@ -43,6 +44,7 @@ NOT_HPARAMS = (
     "trainer.device",
     "trainer.eval_batch_size",
     "trainer.figures_every_n_epochs",
+    "trainer.keep_last",
     "trainer.log_every_n_steps",
     "trainer.progress",
     "trainer.test_after_fit",
@@ -70,15 +72,21 @@ class RunLogger:
     timestamped sub-run, the `SummaryWriter.add_hparams` pitfall).
     """
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True, purge_step: int | None = None):
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, resume_step: int | None = None):
+        """`resume_step`: continuing from a checkpoint taken at that step. Records written after
+        it (by a run that died before its next checkpoint) are dropped, so no step appears twice.
+        """
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        if resume_step is not None:
+            truncate_after(self.metrics_path, resume_step)
         self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+            purge = resume_step + 1 if resume_step is not None else None
+            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge)
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int, kind: str, **extra: Any):
         record = {"kind": kind, "step": step, **extra, "time": round(time.time(), 3)}
@@ -130,6 +138,23 @@ class RunLogger:
             self._tb = None
         if not self._file.closed:
             self._file.close()
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Keep the records up to `step`; end-of-run records (test, best) are written again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by a crash
+        if record.get("step", 0) <= step and record.get("kind") not in ("test", "best"):
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _finite_or_str(value: float) -> float | str:

@@ -12,18 +12,27 @@ import torch
 
 from dlexp import figures
 from dlexp.builders import build_model, build_optimizer, build_scheduler
-from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, save_checkpoint
+from dlexp.checkpoint import (
+    FORMAT,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from dlexp.classify import LoopOptions, TrainState, evaluate, fit
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
+from dlexp.interrupt import Interrupted, StopRequest
 from dlexp.runlog import RunLogger, hparams_of, write_json
 from dlexp.session import (
     Stopwatch,
     autocast_for,
+    check_writable,
     environment,
     git_info,
+    now_iso,
     setup_torch,
     update_latest,
     wants_channels_last,
@@ -46,6 +55,7 @@ class ClassificationRun:
         self.ckpt_dir = run_dir / "checkpoints"
         self.state = TrainState()
         self.logger: RunLogger | None = None
+        self.stop = StopRequest()
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> None:
@@ -95,6 +105,7 @@ class ClassificationRun:
             min_delta=es["min_delta"],
             channels_last=channels_last,
             figures_every=trainer["figures_every_n_epochs"],
+            skip_nonfinite=trainer["nonfinite"] == "skip",
         )
         self._check_monitor()
 
@@ -126,16 +137,14 @@ class ClassificationRun:
         self.reporter.update(batches_done, shown, metrics["throughput/samples_per_sec"])
 
     def should_stop(self) -> bool:
-        return False
+        return self.stop.requested is not None
 
     def end_epoch(self, metrics: dict[str, float], is_best: bool) -> None:
         assert self.logger is not None
         state = self.state
         metrics = {**metrics, "epoch": float(state.epoch)}
         self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
-        self.save("last")
-        if is_best:
-            self.save("best")
+        self.save_epoch(is_best)
         row = {"epoch": state.epoch, **metrics, "lr": self.optimizer.param_groups[0]["lr"]}
         row["best"] = "*" if is_best else ""
         self.reporter.end_epoch(row)
@@ -169,36 +178,68 @@ class ClassificationRun:
             "rng": capture_rng(),
             "config": dict(self.cfg),
             "classes": list(self.data.classes),
-            "data": {
-                "mean": self.data.mean,
-                "std": self.data.std,
-                "image_size": self.data.image_size,
-            },
+            "data": self.data.state(),
             "versions": {"torch": str(torch.__version__)},
         }
 
     def save(self, name: str) -> None:
         save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
 
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue exactly where `payload` stopped: weights, optimizer, schedule, counters, RNG."""
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.state = TrainState(**payload["train_state"])
+        restore_rng(payload["rng"])
+
+    def save_epoch(self, is_best: bool) -> None:
+        """last.pt every epoch, best.pt on improvement, and the last N epochs when asked."""
+        self.save("last")
+        if is_best:
+            self.save("best")
+        keep = self.cfg["trainer"]["keep_last"]
+        if keep > 1:
+            self.save(f"epoch_{self.state.epoch:04d}")
+            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
+                old.unlink()  # only after the newer copy is safely on disk
+
     # -- the whole run -----------------------------------------------------------------------
-    def run(self) -> float:
+    def run(self, resume: Path | None = None) -> float:
+        """Train from scratch, or continue from checkpoint `resume` in the same run folder."""
         status, error, test, n_params = "failed", None, {}, 0
         try:
-            self.build()
-            n_params = sum(p.numel() for p in self.model.parameters())
-            self.logger = RunLogger(self.run_dir)
-            self.logger.log_hparams(hparams_of(self.cfg, self.choices))
-            self.reporter.info(
-                f"run folder: {self.run_dir}\n"
-                f"model: {type(self.model).__name__} ({n_params:,} parameters) on {self.device} · "
-                f"data: {self.cfg['data']['name']} ({self.data.describe()})"
-            )
-            model, data, opt, sched = self.model, self.data, self.optimizer, self.scheduler
-            fit(model, data, opt, sched, self.scaler, self.state, self.opts, self)
-            test = self.finish()
-            status = "done"
+            with self.stop:
+                self.build()
+                n_params = sum(p.numel() for p in self.model.parameters())
+                if resume is not None:
+                    self.restore(load_checkpoint(resume, self.device))
+                check_writable(self.ckpt_dir, expected_bytes=3 * 4 * n_params)
+                self.logger = RunLogger(
+                    self.run_dir, resume_step=self.state.step if resume is not None else None
+                )
+                self.logger.log_hparams(hparams_of(self.cfg, self.choices))
+                self.announce(n_params, resume)
+                model, data, opt, sched = self.model, self.data, self.optimizer, self.scheduler
+                fit(model, data, opt, sched, self.scaler, self.state, self.opts, self)
+                if self.should_stop():
+                    self.save("last")
+                    status = "interrupted"
+                    raise Interrupted(
+                        f"{self.stop.requested or 'stop requested'}: stopped at step {self.state.step} "
+                        f"(epoch {self.state.epoch + 1}) and saved checkpoints/last.pt. "
+                        f"Resume with: dlexp resume {self.run_dir}",
+                        self.stop.exit_code,
+                    )
+                test = self.finish()
+                status = "done"
+        except Interrupted as exc:
+            error = str(exc)
+            raise
         except KeyboardInterrupt:
-            status, error = "interrupted", "stopped by the user (Ctrl-C)"
+            status, error = "interrupted", "aborted by a second signal; last.pt is the one before"
             raise
         except DlexpError as exc:
             error = str(exc)
@@ -213,6 +254,16 @@ class ClassificationRun:
                 self.logger.end_hparams(status)
                 self.logger.close()
         return float(self.state.best) if self.state.best is not None else float("nan")
+
+    def announce(self, n_params: int, resume: Path | None) -> None:
+        if resume is None:
+            head = f"run folder: {self.run_dir}"
+        else:
+            head = f"resuming {self.run_dir} from step {self.state.step}"
+        self.reporter.info(
+            f"{head}\nmodel: {type(self.model).__name__} ({n_params:,} parameters) on "
+            f"{self.device} · data: {self.cfg['data']['name']} ({self.data.describe()})"
+        )
 
     def finish(self) -> dict[str, float]:
         """Reload the best weights; figures on validation, metrics on the test split."""
@@ -260,6 +311,7 @@ class ClassificationRun:
             else None,
             "num_params": n_params,
             "started_at": self.clock.started_at,
+            "ended_at": now_iso(),
             "seed": self.cfg["trainer"]["seed"],
             "choices": dict(self.choices),
             "environment": environment(self.device),
@@ -292,7 +344,13 @@ def _last_epoch_record(path: Path) -> dict[str, Any]:
     return last
 
 
-def run_classification(cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str]) -> float:
-    write_run_files(run_dir, cfg)
+def run_classification(
+    cfg: Mapping[str, Any],
+    run_dir: Path,
+    choices: Mapping[str, str],
+    resume: Path | None = None,
+) -> float:
+    """Train in `run_dir` (a fresh folder, or the same folder again when resuming)."""
+    write_run_files(run_dir, cfg, resumed=resume is not None)
     update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
-    return ClassificationRun(cfg, run_dir, choices).run()
+    return ClassificationRun(cfg, run_dir, choices).run(resume)

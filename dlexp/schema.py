@@ -123,6 +123,8 @@ TRAINER: dict[str, Any] = {
     "channels_last": Choice("auto", True, False),
     "threads": Int(1, nullable=True),
     "test_after_fit": BOOL,
+    "keep_last": Int(1),
+    "nonfinite": Choice("stop", "skip"),
 }
 
 DATA: dict[str, Any] = {
@@ -256,6 +258,8 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
         ("paths", PATHS),
     ):
         problems += _check_table(group, cfg.get(group) or {}, table)
+    if cfg.get("resume", "never") not in ("never", "auto"):
+        problems.append(f"resume: must be one of never, auto, got {cfg.get('resume')!r}")
     data = cfg.get("data") or {}
     kind = data.get("kind", "image")
     if kind == "image":

@@ -110,13 +110,61 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def write_run_files(run_dir: Path, cfg: Mapping[str, Any]) -> None:
-    """The resolved config and the exact command, so the folder describes itself."""
-    (run_dir / "config.yaml").write_text(
-        OmegaConf.to_yaml(OmegaConf.create(dict(cfg))), encoding="utf-8"
-    )
+def write_run_files(run_dir: Path, cfg: Mapping[str, Any], resumed: bool = False) -> None:
+    """The resolved config, the exact command and the provenance: the folder describes itself."""
+    text = OmegaConf.to_yaml(OmegaConf.create(dict(cfg)))
+    (run_dir / "config.yaml").write_text(text, encoding="utf-8")
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    (run_dir / "command.txt").write_text(command + "\n", encoding="utf-8")
+    with open(run_dir / "command.txt", "a" if resumed else "w", encoding="utf-8") as f:
+        f.write(f"{command}\n" if not resumed else f"# {now_iso()} resumed with:\n{command}\n")
+    write_provenance(run_dir / "provenance")
+
+
+def write_provenance(folder: Path) -> None:
+    """Installed packages (pip freeze format) and, in a git checkout, uncommitted changes."""
+    from importlib.metadata import distributions
+
+    folder.mkdir(exist_ok=True)
+    names = sorted(
+        {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
+    )
+    (folder / "requirements.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    info = git_info(Path.cwd())
+    if info.get("dirty"):
+        try:
+            patch = subprocess.run(
+                ["git", "diff", "HEAD"], cwd=Path.cwd(), capture_output=True, timeout=10, check=True
+            ).stdout
+            (folder / "git.patch").write_bytes(patch)
+        except (OSError, subprocess.SubprocessError):
+            pass
+
+
+def check_writable(folder: Path, expected_bytes: int) -> None:
+    """Fail at start-up, not hours later, when checkpoints cannot be written."""
+    import shutil
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"0" * 1024)
+        probe.unlink()
+    except OSError as exc:
+        raise DlexpError(
+            f"cannot write to {folder} ({exc.strerror or exc}). Choose another place with "
+            "paths.output_root=... or DLEXP_OUTPUT_ROOT, or fix the folder's permissions."
+        ) from None
+    free = shutil.disk_usage(folder).free
+    needed = 3 * expected_bytes + 64 * 2**20  # last + best + a temporary copy, plus logs
+    if free < needed:
+        raise DlexpError(
+            f"only {free / 2**20:.0f} MiB free under {folder}; checkpoints of this model need "
+            f"about {needed / 2**20:.0f} MiB. Free some space or set paths.output_root=..."
+        )
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def update_latest(run_dir: Path, output_root: Path) -> None:
@@ -137,7 +185,7 @@ def update_latest(run_dir: Path, output_root: Path) -> None:
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.time()
-        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.started_at = now_iso()
 
     @property
     def elapsed(self) -> float:

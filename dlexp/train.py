@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
 from dlexp.errors import DlexpError
+from dlexp.interrupt import Interrupted
 from dlexp.schema import validate
 
 register_resolvers()
@@ -41,14 +42,10 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
+    from dlexp.verbs import auto_resume_checkpoint, run_task
+
     # torch is imported from here on: only once the config is known to be valid
-    if plain["model"].get("task", "classify") == "gan":
-        from dlexp.gan_runner import run_gan
-
-        return run_gan(plain, run_dir, choices)
-    from dlexp.runner import run_classification
-
-    return run_classification(plain, run_dir, choices)
+    return run_task(plain, run_dir, choices, resume=auto_resume_checkpoint(plain, run_dir))
 
 
 def format_problems(problems: list[str]) -> str:
@@ -64,6 +61,11 @@ def format_problems(problems: list[str]) -> str:
 def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
+    except Interrupted as exc:  # Ctrl-C / SIGTERM: saved; stop the whole sweep too
+        from dlexp.console import print_notice
+
+        print_notice(str(exc))
+        sys.exit(exc.exit_code)
     except DlexpError as exc:
         from dlexp.console import print_error
 

@@ -1,0 +1,237 @@
+"""`dlexp resume | rerun | eval | validate`: thin dispatchers in front of the same trainer.
+
+Each one reads a run folder (or composes a config), checks what the user asked for, and hands
+plain data to the task runner that `dlexp` itself uses. None of them trains on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dlexp.errors import DlexpError
+from dlexp.schema import unknown_key, validate
+
+# Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
+SAFE_ON_RESUME = (
+    "trainer.epochs",
+    "trainer.log_every_n_steps",
+    "trainer.progress",
+    "trainer.figures_every_n_epochs",
+    "trainer.test_after_fit",
+    "trainer.early_stopping.patience",
+    "trainer.early_stopping.min_delta",
+    "trainer.device",
+    "trainer.threads",
+    "trainer.keep_last",
+    "trainer.nonfinite",
+    "data.data_dir",
+    "data.download",
+    "data.num_workers",
+    "paths.output_root",
+    "paths.data_dir",
+)
+TRUSTED_PREFIXES = ("dlexp.", "torch.", "torchvision.")
+
+
+def find_run(arg: str) -> Path:
+    """A run folder from a path, or `latest` (the newest run under the output root)."""
+    path = Path(arg)
+    if arg == "latest" or (path.name == "latest" and path.is_file()):
+        pointer = (
+            path
+            if path.is_file()
+            else Path(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs")) / "latest"
+        )
+        if not pointer.is_file():
+            raise DlexpError(f"no latest run: {pointer} does not exist. Give a run folder instead.")
+        path = Path(pointer.read_text(encoding="utf-8").strip())
+    if not (path / "config.yaml").is_file():
+        raise DlexpError(
+            f"{path} is not a dlexp run folder (it has no config.yaml). "
+            "Give a folder under outputs/runs/ or outputs/sweeps/<sweep>/, or `latest`."
+        )
+    return path.resolve()
+
+
+def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The run's resolved config and its group choices (model=lenet, ...)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    assert isinstance(cfg, dict)
+    choices: dict[str, str] = {}
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        choices = dict(json.loads(summary.read_text(encoding="utf-8")).get("choices") or {})
+    return cfg, choices
+
+
+def untrusted_targets(node: Any) -> list[str]:
+    """Every `_target_` in a config that is not dlexp's, torch's or torchvision's own."""
+    found: list[str] = []
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if isinstance(target, str) and not target.startswith(TRUSTED_PREFIXES):
+            found.append(target)
+        for value in node.values():
+            found += untrusted_targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += untrusted_targets(value)
+    return found
+
+
+def check_trust(cfg: Mapping[str, Any], run_dir: Path, trust: bool) -> None:
+    targets = untrusted_targets(cfg)
+    if targets and not trust:
+        raise DlexpError(
+            f"{run_dir / 'config.yaml'} names code outside dlexp, torch and torchvision: "
+            f"{', '.join(sorted(set(targets)))}. A run folder from someone else can run any "
+            "importable code this way; if you trust it, pass --trust."
+        )
+
+
+def apply_overrides(
+    cfg: dict[str, Any], overrides: list[str], allowed: tuple[str, ...] | None, force: bool
+) -> dict[str, Any]:
+    """`key=value` overrides on a saved config; on resume only the safe keys unless forced."""
+    merged = OmegaConf.create(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise DlexpError(f"expected key=value, got '{item}'")
+        key, _ = item.split("=", 1)
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(merged, parent_key) if parent_key else merged
+        if parent is None or not OmegaConf.is_dict(parent) or leaf not in parent:
+            valid = parent.keys() if OmegaConf.is_dict(parent) else []
+            raise DlexpError(unknown_key(key, leaf, valid))
+        if allowed is not None and key not in allowed and not force:
+            raise DlexpError(
+                f"{key} cannot change on resume: the run would no longer be the run it was. "
+                f"Safe keys: {', '.join(allowed)}. Pass --force to change it anyway, or use "
+                "`dlexp rerun` to start a new run from this config."
+            )
+    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
+    plain = OmegaConf.to_container(merged, resolve=True)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def check_valid(cfg: Mapping[str, Any]) -> None:
+    problems = validate(cfg)
+    if problems:
+        from dlexp.train import format_problems
+
+        raise DlexpError(format_problems(problems))
+
+
+def split_flags(argv: list[str], flags: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    found = {a for a in argv if a in flags}
+    unknown = [a for a in argv if a.startswith("--") and a not in flags]
+    if unknown:
+        raise DlexpError(f"unknown option {unknown[0]}. Valid: {', '.join(flags)}")
+    return [a for a in argv if a not in found], found
+
+
+def log_to_file(run_dir: Path) -> None:
+    """train.log in the run folder, as Hydra sets it up for `dlexp` runs."""
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run_task(
+    cfg: dict[str, Any], run_dir: Path, choices: dict[str, str], resume: Path | None = None
+) -> float:
+    if cfg["model"].get("task", "classify") == "gan":
+        from dlexp.gan_runner import run_gan
+
+        return run_gan(cfg, run_dir, choices, resume=resume)
+    from dlexp.runner import run_classification
+
+    return run_classification(cfg, run_dir, choices, resume=resume)
+
+
+def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
+    """The checkpoint to continue from; a clear message when there is nothing to do."""
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise DlexpError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt yet")
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        done = summary.get("epochs_completed", 0)
+        epochs = cfg["trainer"]["epochs"]
+        if summary.get("status") == "done" and (done >= epochs or summary.get("stopped_early")):
+            raise DlexpError(
+                f"{run_dir} already finished ({done} of {epochs} epochs). To train it longer: "
+                f"dlexp resume {run_dir} trainer.epochs={epochs + 10}"
+            )
+    return ckpt
+
+
+def resume(argv: list[str]) -> float:
+    """dlexp resume <run folder | latest> [safe key=value ...] [--force] [--trust]"""
+    args, flags = split_flags(argv, ("--force", "--trust"))
+    if not args:
+        raise DlexpError("usage: dlexp resume <run folder | latest> [key=value ...] [--force]")
+    run_dir = find_run(args[0])
+    saved, choices = load_run_config(run_dir)
+    check_trust(saved, run_dir, "--trust" in flags)
+    cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
+    check_valid(cfg)
+    ckpt = check_resumable(run_dir, cfg)
+    log_to_file(run_dir)
+    return run_task(cfg, run_dir, choices, resume=ckpt)
+
+
+def rerun(argv: list[str]) -> float:
+    """dlexp rerun <run folder | latest> [key=value ...] [--trust]: a new run, same config."""
+    from datetime import datetime
+
+    from dlexp.config import expand_path, unique_dir
+
+    args, flags = split_flags(argv, ("--trust",))
+    if not args:
+        raise DlexpError("usage: dlexp rerun <run folder | latest> [key=value ...]")
+    source = find_run(args[0])
+    saved, choices = load_run_config(source)
+    check_trust(saved, source, "--trust" in flags)
+    cfg = apply_overrides(saved, args[1:], None, force=True)
+    check_valid(cfg)
+    root = expand_path(cfg["paths"]["output_root"])
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{choices.get('model', 'run')}_rerun"))
+    (run_dir / "rerun_of.txt").write_text(f"{source}\n", encoding="utf-8")
+    log_to_file(run_dir)
+    return run_task(cfg, run_dir, choices)
+
+
+def auto_resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path) -> Path | None:
+    """With `resume=auto` (requeued cluster jobs with a fixed hydra.run.dir), the folder's
+    last.pt if it has one and the saved config agrees on everything but the safe keys."""
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if cfg.get("resume") != "auto" or not ckpt.is_file():
+        return None
+    saved, _ = load_run_config(run_dir)
+    changed = [k for k in _differences(saved, cfg) if k not in SAFE_ON_RESUME and k != "resume"]
+    if changed:
+        raise DlexpError(
+            f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
+            "Use another hydra.run.dir, or the same settings as that run."
+        )
+    return ckpt
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        keys = set(a) | set(b)
+        return [d for k in sorted(keys) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
