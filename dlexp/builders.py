@@ -98,10 +98,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+    if not weight_decay or not no_decay:
+        return [{"params": decay + no_decay, "weight_decay": weight_decay}]  # one fused update
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(optim_cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
@@ -127,8 +129,10 @@ def build_scheduler(
     *,
     steps_per_epoch: int,
     epochs: int,
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule (stepped after every optimizer step), with optional linear warm-up."""
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-step schedule (stepped after every optimizer step), with optional linear warm-up.
+
+    None for a constant learning rate: stepping a scheduler that does nothing costs per step."""
     from torch.optim import lr_scheduler as S
 
     total = max(1, steps_per_epoch * epochs)
@@ -138,6 +142,8 @@ def build_scheduler(
     name = sched_cfg["name"]
     rest = max(1, total - warmup)
     if name == "none":
+        if warmup <= 0:
+            return None  # a constant rate: nothing to step
         main: S.LRScheduler = S.LambdaLR(optimizer, lambda _: 1.0)
     elif name == "step":
         main = S.StepLR(

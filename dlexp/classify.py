@@ -94,26 +94,31 @@ def train_one_epoch(
 ) -> None:
     """Train `state.epoch` from batch `state.batch` to the end (or until `should_stop()`)."""
     model.train()
-    # on the device: Σ loss·n, Σ correct, Σ l1 penalty, Σ l2 penalty, Σ grad norm;
-    # the window's sample and step counts are known on the host
+    # on the device: Σ loss·n, Σ correct, Σ l1 penalty, Σ l2 penalty, Σ grad norm, updated in
+    # place through views (few small ops per step); the sample and step counts stay on the host
     window = torch.tensor(state.window, dtype=torch.float32, device=opts.device)
+    loss_sum, correct_sum, l1_sum, l2_sum, norm_sum = window.unbind(0)
     counts = list(state.window_counts)
     state.window, state.window_counts = [0.0] * 5, [0, 0]
-    grad_norm = window.new_zeros(())
+    penalised = bool(opts.l1 or opts.l2)
+    n_batches = len(loader)
     t0 = time.perf_counter()
     for x, y in loader.batches(state.epoch, start=state.batch):
         with opts.autocast():
             logits = forward(model, x, opts.channels_last)
             loss = F.cross_entropy(logits, y)
-        pen1, pen2 = penalties(weights, opts.l1, opts.l2)
-        total = loss + pen1 + pen2
+        total = loss
+        if penalised:
+            pen1, pen2 = penalties(weights, opts.l1, opts.l2)
+            total = loss + pen1 + pen2
         optimizer.zero_grad(set_to_none=True)
         if opts.skip_nonfinite and not bool(torch.isfinite(total)):  # a sync, only when asked
             state.skipped_batches += 1
             state.batch += 1
-            if state.batch == len(loader):
+            if state.batch == n_batches:
                 t0 = _flush(window, counts, state, optimizer, on_log, t0)
             continue
+        grad_norm = None
         if scaler is not None:
             scaler.scale(total).backward()
             if opts.grad_clip:
@@ -126,19 +131,24 @@ def train_one_epoch(
             if opts.grad_clip:
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
             optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
 
         n = y.shape[0]
         with torch.no_grad():
-            correct = (logits.argmax(1) == y).sum()
-            stats = [loss.detach() * n, correct, pen1.detach(), pen2.detach(), grad_norm]
-            window += torch.stack([t.float() for t in stats])
+            loss_sum.add_(loss.detach(), alpha=n)
+            correct_sum.add_((logits.argmax(1) == y).sum())
+            if penalised:
+                l1_sum.add_(pen1.detach())
+                l2_sum.add_(pen2.detach())
+            if grad_norm is not None:
+                norm_sum.add_(grad_norm)
         counts[0] += n
         counts[1] += 1
         state.batch += 1
         state.step += 1
         state.samples += n
-        if state.step % opts.log_every == 0 or state.batch == len(loader):
+        if state.step % opts.log_every == 0 or state.batch == n_batches:
             t0 = _flush(window, counts, state, optimizer, on_log, t0)
         if should_stop():
             # keep the unlogged window in the state: the resumed run logs it as this one would

@@ -172,7 +172,7 @@ class ClassificationRun:
             "format": FORMAT,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "train_state": dataclasses.asdict(self.state),
             "rng": capture_rng(),
@@ -189,7 +189,8 @@ class ClassificationRun:
         """Continue exactly where `payload` stopped: weights, optimizer, schedule, counters, RNG."""
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["train_state"])

@@ -1,0 +1,64 @@
+"""Shared by the benchmark scripts: a small results table on stdout and a JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info = {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def interleaved(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run each candidate `repeats` times, alternating (ABAB...), so drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(fn())
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def report(
+    name: str, columns: Sequence[str], rows: list[dict[str, Any]], extra: dict | None = None
+):
+    """Print `rows` as a table and write benchmarks/results/<name>.json."""
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(_fmt(row.get(c)).ljust(widths[c]) for c in columns))
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"benchmark": name, "machine": machine(), "rows": rows, **(extra or {})}
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwritten to {out}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return "" if value is None else str(value)

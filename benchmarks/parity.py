@@ -1,0 +1,167 @@
+"""Parity: dlexp's training loop against a minimal hand-written PyTorch loop.
+
+Same model, data, batch size, optimizer and device. dlexp runs with its logging (metrics.jsonl,
+TensorBoard) and a progress bar on; the reference loop keeps a running loss on the device and
+reads it once per epoch. Both are timed in the same process, interleaved, and reported as a
+samples/s ratio (>= 1.0: dlexp is at least as fast) and overhead per step.
+
+Two dlexp rows per batch size: `same settings` (channels_last off, exactly the reference's
+work: the loop's own cost) and `defaults` (what `dlexp` does out of the box, e.g. channels_last
+for conv nets on CPU).
+
+    python benchmarks/parity.py [--epochs 3] [--batch-sizes 64 512] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+from common import interleaved, median, report
+
+
+def make_run(device: str, batch_size: int, channels_last: bool | str, run_dir: Path):
+    from hydra import compose, initialize_config_dir
+    from rich.console import Console
+
+    from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+    from dlexp.runlog import RunLogger
+    from dlexp.runner import ClassificationRun
+
+    register_resolvers()
+    overrides = [
+        f"trainer.device={device}",
+        f"trainer.batch_size={batch_size}",
+        f"trainer.channels_last={str(channels_last).lower()}",
+        "trainer.progress=bar",
+        "trainer.seed=0",
+    ]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = to_plain(compose("config", overrides=overrides))
+    run_dir.mkdir(parents=True)
+    run = ClassificationRun(cfg, run_dir, {"model": "lenet"})
+    run.build()
+    # a real progress bar, drawn into memory instead of a terminal
+    run.reporter.console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    run.logger = RunLogger(run_dir)
+    return run
+
+
+def dlexp_epoch(run) -> float:
+    from dlexp.classify import train_one_epoch
+
+    weights = [p for p in run.model.parameters() if p.ndim >= 2]
+    run.state.batch = 0
+    run.reporter.start_epoch(run.state.epoch, 1, len(run.data.train))
+    start = time.perf_counter()
+    train_one_epoch(
+        run.model,
+        run.data.train,
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        run.state,
+        run.opts,
+        weights,
+        run.log_step,
+        run.should_stop,
+    )
+    _sync(run.device)
+    elapsed = time.perf_counter() - start
+    run.reporter.end_epoch({"epoch": run.state.epoch})
+    run.state.epoch += 1
+    return elapsed
+
+
+def reference_epoch(model, optimizer, x, y, batch_size: int, epoch: int, device) -> float:
+    """What a careful user writes by hand: shuffled index batches, a device-side running loss."""
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    gen = torch.Generator().manual_seed(epoch)
+    start = time.perf_counter()
+    perm = torch.randperm(len(x), generator=gen).to(device)
+    running = torch.zeros((), device=device)
+    for i in range(0, len(x), batch_size):
+        idx = perm[i : i + batch_size]
+        xb, yb = x[idx], y[idx]
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.detach()
+    running.item()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(bs: int, device_name: str, epochs: int, tmp: Path) -> list[dict]:
+    import torch
+
+    from dlexp.models.cnn import LeNet5
+
+    same = make_run(device_name, bs, False, tmp / "same")
+    default = make_run(device_name, bs, "auto", tmp / "default")
+    device = same.device
+    loader = same.data.train
+    torch.manual_seed(0)
+    ref_model = LeNet5().to(device)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+    epoch = iter(range(10**6))
+
+    def reference() -> float:
+        return reference_epoch(ref_model, ref_opt, loader.x, loader.y, bs, next(epoch), device)
+
+    candidates = {
+        "reference": reference,
+        "same": lambda: dlexp_epoch(same),
+        "default": lambda: dlexp_epoch(default),
+    }
+    interleaved(candidates, 1)  # warm-up: allocator, kernels, caches
+    times = {k: median(v) for k, v in interleaved(candidates, epochs).items()}
+    steps, samples = len(loader), loader.num_samples
+    rows = []
+    for name, label in (("same", "dlexp, same settings"), ("default", "dlexp, defaults")):
+        rows.append(
+            {
+                "batch": bs,
+                "loop": label,
+                "samples/s": samples / times[name],
+                "reference samples/s": samples / times["reference"],
+                "ratio": times["reference"] / times[name],
+                "overhead us/step": 1e6 * (times[name] - times["reference"]) / steps,
+            }
+        )
+    for run in (same, default):
+        run.logger.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per candidate")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    rows = []
+    for bs in args.batch_sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += measure(bs, args.device, args.epochs, Path(tmp))
+    columns = ["batch", "loop", "samples/s", "reference samples/s", "ratio", "overhead us/step"]
+    report("parity", columns, rows, {"device": args.device, "epochs": args.epochs})
+
+
+if __name__ == "__main__":
+    main()
