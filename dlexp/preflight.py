@@ -81,7 +81,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(argv)
-    if args.help or args.hydra_help or args.info or args.shell_completion:
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return None
     if not args.overrides and not always:
         check_output_root(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs"))
@@ -106,15 +106,18 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
 
 
 def check_output_root(root: str) -> None:
-    """An unwritable output folder is reported now, not as a crash inside Hydra."""
+    """An unwritable output folder is reported now, not as a crash inside Hydra.
+
+    Nothing is created here: the nearest existing folder on the way must be writable.
+    """
     path = Path(os.path.expandvars(os.path.expanduser(root))).absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        writable = os.access(path, os.W_OK | os.X_OK)
-    except OSError as exc:
-        fail(f"paths.output_root: cannot create {path} ({exc.strerror or exc}). {_ROOT_HINT}")
-    if not writable:
-        fail(f"paths.output_root: {path} is not writable. {_ROOT_HINT}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        fail(f"paths.output_root: cannot create {path}: {existing} is a file. {_ROOT_HINT}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"paths.output_root: {existing} is not writable. {_ROOT_HINT}")
 
 
 _ROOT_HINT = "Set paths.output_root=... (or DLEXP_OUTPUT_ROOT) to a folder you can write to."
