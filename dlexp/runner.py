@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dlexp import figures
+from dlexp import figures, trial
 from dlexp.builders import build_model, build_optimizer, build_scheduler
 from dlexp.checkpoint import (
     FORMAT,
@@ -104,7 +104,7 @@ class ClassificationRun:
             patience=es["patience"],
             min_delta=es["min_delta"],
             channels_last=channels_last,
-            figures_every=trainer["figures_every_n_epochs"],
+            figures_every=trainer["figures_every_n_epochs"] or 0,
             skip_nonfinite=trainer["nonfinite"] == "skip",
         )
         self._check_monitor()
@@ -145,6 +145,11 @@ class ClassificationRun:
         metrics = {**metrics, "epoch": float(state.epoch)}
         self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
         self.save_epoch(is_best)
+        if trial.should_prune(self.cfg, state.epoch, metrics[self.opts.monitor]):
+            raise trial.Pruned(
+                f"pruned by the search after epoch {state.epoch} "
+                f"({self.opts.monitor} = {metrics[self.opts.monitor]:.4g})"
+            )
         row = {"epoch": state.epoch, **metrics, "lr": self.optimizer.param_groups[0]["lr"]}
         row["best"] = "*" if is_best else ""
         self.reporter.end_epoch(row)
@@ -239,6 +244,9 @@ class ClassificationRun:
         except Interrupted as exc:
             error = str(exc)
             raise
+        except trial.Pruned as exc:
+            status, error = "pruned", str(exc)
+            raise
         except KeyboardInterrupt:
             status, error = "interrupted", "aborted by a second signal; last.pt is the one before"
             raise
@@ -272,7 +280,7 @@ class ClassificationRun:
         best = self.ckpt_dir / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
-        if self.data.val.num_samples:
+        if self.data.val.num_samples and self.cfg["trainer"]["figures_every_n_epochs"] is not None:
             _, preds, targets = evaluate(
                 self.model, self.data.val, self.opts, keep_predictions=True
             )

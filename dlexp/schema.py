@@ -118,7 +118,7 @@ TRAINER: dict[str, Any] = {
     "limit_train_batches": Int(1, nullable=True),
     "limit_val_batches": Int(1, nullable=True),
     "overfit_batches": Int(0),
-    "figures_every_n_epochs": Int(0),
+    "figures_every_n_epochs": Int(0, nullable=True),
     "progress": Choice("auto", "bar", "plain", "none"),
     "channels_last": Choice("auto", True, False),
     "threads": Int(1, nullable=True),
@@ -260,6 +260,8 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
         problems += _check_table(group, cfg.get(group) or {}, table)
     if cfg.get("resume", "never") not in ("never", "auto"):
         problems.append(f"resume: must be one of never, auto, got {cfg.get('resume')!r}")
+    if not isinstance(cfg.get("fail_fast", False), bool):
+        problems.append(f"fail_fast: expected true or false, got {cfg.get('fail_fast')!r}")
     data = cfg.get("data") or {}
     kind = data.get("kind", "image")
     if kind == "image":

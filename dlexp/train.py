@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -40,12 +41,20 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
         hc = HydraConfig.get()
         run_dir = run_dir or Path(hc.runtime.output_dir)
         choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+        if hc.mode == RunMode.MULTIRUN:
+            from dlexp.sweep import parallel_jobs, pin_job
+
+            plain["trainer"] = pin_job(plain["trainer"], hc.job.num, parallel_jobs(hc))
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
-    from dlexp.verbs import auto_resume_checkpoint, run_task
+    from dlexp.verbs import prepare_folder, run_task
 
+    resume, finished = prepare_folder(plain, run_dir)
+    if finished is not None:
+        print(f"{run_dir} has finished already: skipped (resume=auto)")
+        return finished
     # torch is imported from here on: only once the config is known to be valid
-    return run_task(plain, run_dir, choices, resume=auto_resume_checkpoint(plain, run_dir))
+    return run_task(plain, run_dir, choices, resume=resume)
 
 
 def format_problems(problems: list[str]) -> str:
@@ -65,14 +74,32 @@ def hydra_main(cfg: DictConfig) -> float:
         from dlexp.console import print_notice
 
         print_notice(str(exc))
+        record_job_now()
         sys.exit(exc.exit_code)
     except DlexpError as exc:
         from dlexp.console import print_error
 
         print_error(str(exc))
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            return float("nan")  # one bad job must not stop the rest of the sweep
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            from dlexp.sweep import write_failed_summary
+
+            write_failed_summary(Path(hc.runtime.output_dir), str(exc))
+            if not cfg.get("fail_fast", False):
+                return float("nan")  # one bad job must not stop the rest of the sweep
+            record_job_now()  # fail_fast: the first failed job stops the sweep
         sys.exit(2)
+
+
+def record_job_now() -> None:
+    """Put this sweep job in the manifest before exiting (an exit skips Hydra's callbacks)."""
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    from dlexp.sweep import job_entry, record_job
+
+    entry = job_entry(Path(hc.runtime.output_dir), hc.job.num, list(hc.overrides.task))
+    record_job(Path(hc.sweep.dir), entry)
 
 
 def main() -> None:

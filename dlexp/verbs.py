@@ -214,20 +214,40 @@ def rerun(argv: list[str]) -> float:
     return run_task(cfg, run_dir, choices)
 
 
-def auto_resume_checkpoint(cfg: Mapping[str, Any], run_dir: Path) -> Path | None:
-    """With `resume=auto` (requeued cluster jobs with a fixed hydra.run.dir), the folder's
-    last.pt if it has one and the saved config agrees on everything but the safe keys."""
+def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, float | None]:
+    """What to do in a folder that may already hold a run: (checkpoint to resume, objective).
+
+    A fresh folder: train from scratch. An occupied one needs `resume=auto` (a requeued cluster
+    job, or a sweep run again into its own folder): a finished run is skipped (its objective is
+    returned), an interrupted one continues from last.pt, a failed one starts over with its
+    files moved to failed_attempts/.
+    """
+    from dlexp.sweep import finished_objective, set_aside_failed_attempt
+
+    summary_path = run_dir / "summary.json"
     ckpt = run_dir / "checkpoints" / "last.pt"
-    if cfg.get("resume") != "auto" or not ckpt.is_file():
-        return None
+    if not summary_path.is_file() and not ckpt.is_file():
+        return None, None
+    if cfg.get("resume") != "auto":
+        raise DlexpError(
+            f"{run_dir} already holds a run. Pass resume=auto to continue it (or to skip it "
+            "when it is finished), or choose another hydra.run.dir / hydra.sweep.dir."
+        )
     saved, _ = load_run_config(run_dir)
     changed = [k for k in _differences(saved, cfg) if k not in SAFE_ON_RESUME and k != "resume"]
     if changed:
         raise DlexpError(
             f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
-            "Use another hydra.run.dir, or the same settings as that run."
+            "Use another folder, or the same settings as that run."
         )
-    return ckpt
+    objective = finished_objective(run_dir)
+    if objective is not None:
+        return None, objective
+    status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None
+    if status == "failed" or not ckpt.is_file():
+        set_aside_failed_attempt(run_dir)
+        return None, None
+    return ckpt, None
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
