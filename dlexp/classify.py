@@ -55,6 +55,7 @@ class LoopOptions:
     channels_last: bool = False
     figures_every: int = 0
     skip_nonfinite: bool = False
+    world_size: int = 1  # data-parallel processes: the log window is summed over all of them
 
 
 class NonFiniteLoss(DlexpError):
@@ -116,7 +117,7 @@ def train_one_epoch(
             state.skipped_batches += 1
             state.batch += 1
             if state.batch == n_batches:
-                t0 = _flush(window, counts, state, optimizer, on_log, t0)
+                t0 = _flush(window, counts, state, optimizer, on_log, t0, opts.world_size)
             continue
         grad_norm = None
         if scaler is not None:
@@ -149,7 +150,7 @@ def train_one_epoch(
         state.step += 1
         state.samples += n
         if state.step % opts.log_every == 0 or state.batch == n_batches:
-            t0 = _flush(window, counts, state, optimizer, on_log, t0)
+            t0 = _flush(window, counts, state, optimizer, on_log, t0, opts.world_size)
         if should_stop():
             # keep the unlogged window in the state: the resumed run logs it as this one would
             state.window, state.window_counts = window.tolist(), list(counts)
@@ -164,10 +165,16 @@ def _flush(
     optimizer: Any,
     on_log: Any,
     t0: float,
+    world_size: int = 1,
 ) -> float:
     """Read the window back from the device (the only sync), log it, fold it into the epoch."""
+    if world_size > 1:
+        from dlexp.distributed import all_reduce_sum
+
+        all_reduce_sum(window)  # equal shards: every rank saw the same number of samples
+        window[2:] /= world_size  # penalties and the gradient norm are the same on every rank
     loss_n, correct, pen1, pen2, grad_norm = window.tolist()
-    (n, steps), counts[:] = list(counts), [0, 0]
+    (n, steps), counts[:] = [counts[0] * world_size, counts[1]], [0, 0]
     window.zero_()
     now = time.perf_counter()
     state.train_seconds += now - t0

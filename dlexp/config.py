@@ -37,6 +37,13 @@ def unique_dir(parent: str, name: str) -> str:
     key = (parent, name)
     if key in _claimed:
         return _claimed[key]
+    if os.environ.get("RANK", "0") != "0":
+        # torchrun: rank 0 claims the run folder and tells the others (dlexp.distributed);
+        # Hydra's own files of the other ranks go to a scratch folder
+        import tempfile
+
+        _claimed[key] = tempfile.mkdtemp(prefix=f"dlexp-rank{os.environ['RANK']}-")
+        return _claimed[key]
     base = Path(os.path.expanduser(parent)).absolute()
     base.mkdir(parents=True, exist_ok=True)
     stem = slug(name)

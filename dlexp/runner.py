@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dlexp import figures, trial
+from dlexp import distributed, figures, trial
 from dlexp.builders import build_model, build_optimizer, build_scheduler
 from dlexp.checkpoint import (
     FORMAT,
@@ -51,21 +51,26 @@ class ClassificationRun:
         trainer = cfg["trainer"]
         self.clock = Stopwatch()
         self.device = torch.device("cpu")  # set up in build(), inside run()'s error handling
-        self.reporter = Reporter(trainer["progress"], EPOCH_COLUMNS)
+        # under torchrun only rank 0 reports, logs and writes checkpoints
+        self.main = distributed.is_main()
+        self.reporter = Reporter(trainer["progress"] if self.main else "none", EPOCH_COLUMNS)
         self.ckpt_dir = run_dir / "checkpoints"
         self.state = TrainState()
         self.logger: RunLogger | None = None
         self.stop = StopRequest()
+        self._agreed_stop = False
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> None:
-        cfg, trainer = self.cfg, self.cfg["trainer"]
+        cfg, trainer = self.cfg, dict(self.cfg["trainer"])
+        trainer["device"] = distributed.device_for_rank(trainer["device"])
         self.device = setup_torch(trainer)
+        distributed.init(str(self.device))
         model_size = cfg["model"].get("image_size")
         # the data decides channels/classes; the model decides the input size (LeNet: 32)
         self.data = build_data(
             cfg["data"],
-            batch_size=trainer["batch_size"],
+            batch_size=distributed.local_batch(trainer["batch_size"]),
             eval_batch_size=trainer["eval_batch_size"],
             model_image_size=model_size,
             device=self.device,
@@ -74,6 +79,8 @@ class ClassificationRun:
             limit_train_batches=trainer["limit_train_batches"],
             limit_val_batches=trainer["limit_val_batches"],
             overfit_batches=trainer["overfit_batches"],
+            rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
         self.model = build_model(
             cfg["model"], cfg["regularization"], self.data.model_inputs(), self.data.example()
@@ -82,6 +89,12 @@ class ClassificationRun:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg["optim"], self.model)
+        self.train_model = self.model  # what the loop calls: the DDP wrapper under torchrun
+        if distributed.world_size() > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.scheduler = build_scheduler(
             cfg["scheduler"],
             self.optimizer,
@@ -96,7 +109,8 @@ class ClassificationRun:
             log_every=trainer["log_every_n_steps"],
             device=self.device,
             autocast=lambda: autocast_for(precision, self.device),
-            grad_clip=trainer["grad_clip"],
+            # null: the model family's default (sequence models clip at 1.0), else off
+            grad_clip=trainer["grad_clip"] or getattr(self.model, "default_grad_clip", None),
             l1=cfg["regularization"]["l1"],
             l2=cfg["regularization"]["l2"],
             monitor=trainer["monitor"],
@@ -106,6 +120,7 @@ class ClassificationRun:
             channels_last=channels_last,
             figures_every=trainer["figures_every_n_epochs"] or 0,
             skip_nonfinite=trainer["nonfinite"] == "skip",
+            world_size=distributed.world_size(),
         )
         self._check_monitor()
 
@@ -129,7 +144,12 @@ class ClassificationRun:
         self.reporter.start_epoch(epoch, self.opts.epochs, batches, done)
 
     def log_step(self, metrics: dict[str, float], batches_done: int) -> None:
-        assert self.logger is not None
+        if distributed.world_size() > 1:  # every rank stops at the same step, or none does
+            flag = torch.tensor([float(self.stop.requested is not None)], device=self.device)
+            distributed.all_reduce_sum(flag)
+            self._agreed_stop = bool(flag.item())
+        if self.logger is None:
+            return
         self.logger.log_metrics(
             metrics, step=self.state.step, kind="step", epoch=self.state.epoch + 1
         )
@@ -137,14 +157,16 @@ class ClassificationRun:
         self.reporter.update(batches_done, shown, metrics["throughput/samples_per_sec"])
 
     def should_stop(self) -> bool:
+        if distributed.world_size() > 1:
+            return self._agreed_stop  # agreed on at log intervals, see log_step
         return self.stop.requested is not None
 
     def end_epoch(self, metrics: dict[str, float], is_best: bool) -> None:
-        assert self.logger is not None
         state = self.state
         metrics = {**metrics, "epoch": float(state.epoch)}
-        self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
-        self.save_epoch(is_best)
+        if self.logger is not None:
+            self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
+            self.save_epoch(is_best)
         if trial.should_prune(self.cfg, state.epoch, metrics[self.opts.monitor]):
             raise trial.Pruned(
                 f"pruned by the search after epoch {state.epoch} "
@@ -188,7 +210,8 @@ class ClassificationRun:
         }
 
     def save(self, name: str) -> None:
-        save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
+        if self.main:
+            save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue exactly where `payload` stopped: weights, optimizer, schedule, counters, RNG."""
@@ -222,19 +245,20 @@ class ClassificationRun:
                 n_params = sum(p.numel() for p in self.model.parameters())
                 if resume is not None:
                     self.restore(load_checkpoint(resume, self.device))
-                check_writable(self.ckpt_dir, expected_bytes=3 * 4 * n_params)
-                self.logger = RunLogger(
-                    self.run_dir, resume_step=self.state.step if resume is not None else None
-                )
-                self.logger.log_hparams(hparams_of(self.cfg, self.choices))
+                if self.main:
+                    check_writable(self.ckpt_dir, expected_bytes=3 * 4 * n_params)
+                    step = self.state.step if resume is not None else None
+                    self.logger = RunLogger(self.run_dir, resume_step=step)
+                    self.logger.log_hparams(hparams_of(self.cfg, self.choices))
                 self.announce(n_params, resume)
-                model, data, opt, sched = self.model, self.data, self.optimizer, self.scheduler
-                fit(model, data, opt, sched, self.scaler, self.state, self.opts, self)
+                data, opt, sched = self.data, self.optimizer, self.scheduler
+                fit(self.train_model, data, opt, sched, self.scaler, self.state, self.opts, self)
                 if self.should_stop():
                     self.save("last")
                     status = "interrupted"
                     raise Interrupted(
-                        f"{self.stop.requested or 'stop requested'}: stopped at step {self.state.step} "
+                        f"{self.stop.requested or 'stop requested'}: stopped at step "
+                        f"{self.state.step} "
                         f"(epoch {self.state.epoch + 1}) and saved checkpoints/last.pt. "
                         f"Resume with: dlexp resume {self.run_dir}",
                         self.stop.exit_code,
@@ -258,10 +282,12 @@ class ClassificationRun:
             raise
         finally:
             self.reporter.close()
-            self.write_summary(status, error, test, n_params)
+            if self.main:
+                self.write_summary(status, error, test, n_params)
             if self.logger is not None:
                 self.logger.end_hparams(status)
                 self.logger.close()
+            distributed.cleanup()
         return float(self.state.best) if self.state.best is not None else float("nan")
 
     def announce(self, n_params: int, resume: Path | None) -> None:
@@ -276,7 +302,8 @@ class ClassificationRun:
 
     def finish(self) -> dict[str, float]:
         """Reload the best weights; figures on validation, metrics on the test split."""
-        assert self.logger is not None
+        if self.logger is None:
+            return {}  # ranks other than 0 under torchrun: rank 0 reports
         best = self.ckpt_dir / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
@@ -360,6 +387,7 @@ def run_classification(
     resume: Path | None = None,
 ) -> float:
     """Train in `run_dir` (a fresh folder, or the same folder again when resuming)."""
-    write_run_files(run_dir, cfg, resumed=resume is not None)
-    update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
+    if distributed.is_main():
+        write_run_files(run_dir, cfg, resumed=resume is not None)
+        update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
     return ClassificationRun(cfg, run_dir, choices).run(resume)

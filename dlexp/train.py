@@ -47,6 +47,15 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             plain["trainer"] = pin_job(plain["trainer"], hc.job.num, parallel_jobs(hc))
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
+    from dlexp import distributed
+
+    if distributed.world_size() > 1:  # torchrun: every rank works in rank 0's folder
+        scratch, run_dir = run_dir, distributed.shared_run_dir(run_dir, plain["trainer"]["device"])
+        if scratch != run_dir:  # the folder Hydra gave this rank: only its own .hydra files
+            import atexit
+            import shutil
+
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     from dlexp.verbs import prepare_folder, run_task
 
     resume, finished = prepare_folder(plain, run_dir)

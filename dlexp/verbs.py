@@ -245,7 +245,10 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
         return None, objective
     status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None
     if status == "failed" or not ckpt.is_file():
-        set_aside_failed_attempt(run_dir)
+        from dlexp.distributed import is_main
+
+        if is_main():
+            set_aside_failed_attempt(run_dir)
         return None, None
     return ckpt, None
 

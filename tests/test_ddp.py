@@ -1,0 +1,118 @@
+"""Data-parallel training with torchrun on CPU (gloo): the same steps as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import cli_env, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+ARGS = (
+    "trainer.epochs=1",
+    "trainer.limit_train_batches=8",
+    "trainer.log_every_n_steps=4",
+    "trainer.deterministic=true",
+    "trainer.progress=none",
+    "trainer.test_after_fit=false",
+    "trainer.figures_every_n_epochs=null",
+)
+
+
+def torchrun() -> list[str]:
+    exe = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def runs(root: Path) -> list[Path]:
+    return sorted((root / "outputs" / "runs").iterdir())
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("single")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlexp", *ARGS],
+        cwd=tmp,
+        env=cli_env(tmp),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp)
+    return run
+
+
+def assert_same_training(single: Path, ddp: Path) -> None:
+    a, b = weights(single), weights(ddp)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    assert losses(ddp) == pytest.approx(losses(single), rel=1e-5)
+
+
+def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
+    proc = subprocess.run(
+        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp", *ARGS],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = runs(tmp_path)  # one run folder, written by rank 0 only
+    assert json.loads((run / "summary.json").read_text())["status"] == "done"
+    assert_same_training(single, run)
+
+
+def test_two_nodes_meet_through_a_c10d_rendezvous(single, tmp_path):
+    port = free_port()
+    nodes = [
+        subprocess.Popen(
+            [
+                *torchrun(),
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                "--rdzv_backend=c10d",
+                f"--rdzv_endpoint=127.0.0.1:{port}",
+                "--rdzv_id=dlexp-test",
+                "-m",
+                "dlexp",
+                *ARGS,
+            ],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    (run,) = runs(tmp_path)
+    assert_same_training(single, run)
