@@ -112,6 +112,9 @@ def build_optimizer(optim_cfg: Mapping[str, Any], model: nn.Module) -> torch.opt
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     groups = param_groups(model, float(kwargs.pop("weight_decay", 0.0)))
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    if on_cuda and "fused" in inspect.signature(cls).parameters and "fused" not in kwargs:
+        kwargs["fused"] = True  # one kernel for the whole update instead of one per tensor
     try:
         return cls(groups, **kwargs)
     except (ValueError, TypeError) as exc:

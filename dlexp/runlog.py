@@ -35,7 +35,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Settings that change how a run is reported or where it reads from, not what it learns.
 NOT_HPARAMS = (
-    "resume",
     "data.data_dir",
     "data.download",
     "data.loader",
@@ -49,6 +48,7 @@ NOT_HPARAMS = (
     "trainer.progress",
     "trainer.test_after_fit",
     "trainer.threads",
+    "trainer.compile",
 )
 
 

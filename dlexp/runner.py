@@ -30,6 +30,7 @@ from dlexp.session import (
     Stopwatch,
     autocast_for,
     check_writable,
+    compile_model,
     environment,
     git_info,
     now_iso,
@@ -89,12 +90,14 @@ class ClassificationRun:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg["optim"], self.model)
-        self.train_model = self.model  # what the loop calls: the DDP wrapper under torchrun
+        self.train_model = self.model  # what the loop calls: compiled and/or DDP-wrapped
+        if trainer["compile"]:
+            self.train_model = compile_model(self.model)
         if distributed.world_size() > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
         self.scheduler = build_scheduler(
             cfg["scheduler"],
             self.optimizer,

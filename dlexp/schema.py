@@ -122,6 +122,7 @@ TRAINER: dict[str, Any] = {
     "progress": Choice("auto", "bar", "plain", "none"),
     "channels_last": Choice("auto", True, False),
     "threads": Int(1, nullable=True),
+    "compile": BOOL,
     "test_after_fit": BOOL,
     "keep_last": Int(1),
     "nonfinite": Choice("stop", "skip"),

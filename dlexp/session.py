@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import random
@@ -67,6 +68,19 @@ def wants_channels_last(setting: Any, model: torch.nn.Module) -> bool:
     if setting == "auto":
         return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     return bool(setting)
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile, or a clear message where this platform cannot compile."""
+    if not hasattr(torch, "compile"):
+        raise DlexpError("trainer.compile=true needs torch>=2.0; set trainer.compile=false")
+    try:
+        importlib.import_module("torch._dynamo")  # fails early where dynamo is unsupported
+    except Exception as exc:
+        raise DlexpError(
+            f"trainer.compile=true is not supported here ({exc}). Set trainer.compile=false."
+        ) from None
+    return torch.compile(model)
 
 
 def git_info(where: Path) -> dict[str, Any]:

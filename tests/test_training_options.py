@@ -130,3 +130,20 @@ def test_gradient_norm_is_logged_when_clipping(make_cfg, tmp_path):
     )
     norms = [r["train/grad_norm"] for r in records if r["kind"] == "step"]
     assert len(norms) == 4 and all(n > 0 for n in norms)
+
+
+def test_compile_where_unsupported_says_so(make_cfg, tmp_path, monkeypatch):
+    import importlib
+
+    from dlexp.errors import DlexpError
+
+    real = importlib.import_module
+
+    def no_dynamo(name, *args, **kwargs):
+        if name == "torch._dynamo":
+            raise RuntimeError("dynamo is not supported on this platform")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_dynamo)
+    with pytest.raises(DlexpError, match="trainer.compile=false"):
+        _run(make_cfg, tmp_path, *QUICK, "trainer.compile=true")
