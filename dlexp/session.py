@@ -75,12 +75,17 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     if not hasattr(torch, "compile"):
         raise DlexpError("trainer.compile=true needs torch>=2.0; set trainer.compile=false")
     try:
-        importlib.import_module("torch._dynamo")  # fails early where dynamo is unsupported
+        check_dynamo()
     except Exception as exc:
         raise DlexpError(
             f"trainer.compile=true is not supported here ({exc}). Set trainer.compile=false."
         ) from None
     return torch.compile(model)
+
+
+def check_dynamo() -> None:
+    """Import torch's compiler front end: it fails early where compiling is unsupported."""
+    importlib.import_module("torch._dynamo")
 
 
 def git_info(where: Path) -> dict[str, Any]:

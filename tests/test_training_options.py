@@ -133,17 +133,12 @@ def test_gradient_norm_is_logged_when_clipping(make_cfg, tmp_path):
 
 
 def test_compile_where_unsupported_says_so(make_cfg, tmp_path, monkeypatch):
-    import importlib
-
+    from dlexp import session
     from dlexp.errors import DlexpError
 
-    real = importlib.import_module
+    def unsupported() -> None:
+        raise RuntimeError("dynamo is not supported on this platform")
 
-    def no_dynamo(name, *args, **kwargs):
-        if name == "torch._dynamo":
-            raise RuntimeError("dynamo is not supported on this platform")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", no_dynamo)
-    with pytest.raises(DlexpError, match="trainer.compile=false"):
+    monkeypatch.setattr(session, "check_dynamo", unsupported)
+    with pytest.raises(DlexpError, match="not supported here.*trainer.compile=false"):
         _run(make_cfg, tmp_path, *QUICK, "trainer.compile=true")
