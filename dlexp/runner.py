@@ -25,20 +25,18 @@ from dlexp.console import Reporter
 from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
 from dlexp.interrupt import Interrupted, StopRequest
-from dlexp.runlog import RunLogger, hparams_of, write_json
+from dlexp.runlog import RunLogger, hparams_of
 from dlexp.session import (
     Stopwatch,
     autocast_for,
     check_writable,
     compile_model,
-    environment,
-    git_info,
-    now_iso,
     setup_torch,
     update_latest,
     wants_channels_last,
     write_run_files,
 )
+from dlexp.summary import write_summary
 
 log = logging.getLogger("dlexp")
 EPOCH_COLUMNS = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "best"]
@@ -329,58 +327,18 @@ class ClassificationRun:
     def write_summary(
         self, status: str, error: str | None, test: dict[str, float], n_params: int
     ) -> None:
-        state = self.state
-        monitor = self.cfg["trainer"]["monitor"]
-        last_epoch = _last_epoch_record(self.run_dir / "metrics.jsonl")
-        summary = {
-            "status": status,
-            "error": error,
-            "run_dir": str(self.run_dir),
-            "monitor": {"metric": monitor, "mode": self.cfg["trainer"]["monitor_mode"]},
-            "best": {"value": state.best, "epoch": state.best_epoch},
-            "final": {k: v for k, v in last_epoch.items() if "/" in k},
-            "test": test,
-            "epochs_completed": state.epoch,
-            "steps": state.step,
-            "stopped_early": state.stopped_early,
-            "wall_time_s": round(self.clock.elapsed, 3),
-            "train_time_s": round(state.train_seconds, 3),
-            "samples_per_sec": round(state.samples / state.train_seconds, 1)
-            if state.train_seconds
-            else None,
-            "num_params": n_params,
-            "started_at": self.clock.started_at,
-            "ended_at": now_iso(),
-            "seed": self.cfg["trainer"]["seed"],
-            "choices": dict(self.choices),
-            "environment": environment(self.device),
-            "git": git_info(Path.cwd()),
-        }
-        write_json(self.run_dir / "summary.json", summary)
+        write_summary(
+            self.run_dir, self.cfg, self.choices, self.state, status=status, error=error,
+            test=test, n_params=n_params, clock=self.clock, device=self.device,
+        )  # fmt: skip
         if self.logger is None:
             return  # failed while building: the error message says it all
-        style = "green" if status == "done" else "red"
-        shown = {"status": status, f"best {monitor}": state.best, **test}
-        shown.update(
-            {
-                "epochs": state.epoch,
-                "wall time": f"{self.clock.elapsed:.1f}s",
-                "run folder": str(self.run_dir),
-            }
-        )
-        self.reporter.final("dlexp run", shown, style)
-
-
-def _last_epoch_record(path: Path) -> dict[str, Any]:
-    import json
-
-    last: dict[str, Any] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if record.get("kind") == "epoch":
-                last = record
-    return last
+        monitor = self.cfg["trainer"]["monitor"]
+        shown = {"status": status, f"best {monitor}": self.state.best, **test}
+        shown["epochs"] = self.state.epoch
+        shown["wall time"] = f"{self.clock.elapsed:.1f}s"
+        shown["run folder"] = str(self.run_dir)
+        self.reporter.final("dlexp run", shown, "green" if status == "done" else "red")
 
 
 def run_classification(

@@ -1,0 +1,67 @@
+"""summary.json: what a finished (or failed, or interrupted) run was and how it went."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dlexp.runlog import write_json
+from dlexp.session import Stopwatch, environment, git_info, now_iso
+
+
+def last_epoch_record(path: Path) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut off by a crash
+            if record.get("kind") == "epoch":
+                last = record
+    return last
+
+
+def write_summary(
+    run_dir: Path,
+    cfg: Mapping[str, Any],
+    choices: Mapping[str, str],
+    state: Any,
+    *,
+    status: str,
+    error: str | None,
+    test: Mapping[str, float],
+    n_params: int,
+    clock: Stopwatch,
+    device: Any,
+) -> dict[str, Any]:
+    """Write `run_dir/summary.json` (atomically) and return it. `state` is a TrainState."""
+    trainer = cfg["trainer"]
+    last_epoch = last_epoch_record(run_dir / "metrics.jsonl")
+    seconds = state.train_seconds
+    summary = {
+        "status": status,
+        "error": error,
+        "run_dir": str(run_dir),
+        "monitor": {"metric": trainer["monitor"], "mode": trainer["monitor_mode"]},
+        "best": {"value": state.best, "epoch": state.best_epoch},
+        "final": {k: v for k, v in last_epoch.items() if "/" in k},
+        "test": dict(test),
+        "epochs_completed": state.epoch,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "wall_time_s": round(clock.elapsed, 3),
+        "train_time_s": round(seconds, 3),
+        "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
+        "num_params": n_params,
+        "started_at": clock.started_at,
+        "ended_at": now_iso(),
+        "seed": trainer["seed"],
+        "choices": dict(choices),
+        "environment": environment(device),
+        "git": git_info(Path.cwd()),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
