@@ -23,7 +23,9 @@ from pathlib import Path
 from common import interleaved, median, report
 
 
-def make_run(device: str, batch_size: int, channels_last: bool | str, run_dir: Path):
+def make_run(
+    device: str, batch_size: int, channels_last: bool | str, run_dir: Path, extra: tuple = ()
+):
     from hydra import compose, initialize_config_dir
     from rich.console import Console
 
@@ -38,6 +40,7 @@ def make_run(device: str, batch_size: int, channels_last: bool | str, run_dir: P
         f"trainer.channels_last={str(channels_last).lower()}",
         "trainer.progress=bar",
         "trainer.seed=0",
+        *extra,
     ]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = to_plain(compose("config", overrides=overrides))
@@ -106,13 +109,13 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(bs: int, device_name: str, epochs: int, tmp: Path) -> list[dict]:
+def measure(bs: int, device_name: str, epochs: int, tmp: Path, extra: tuple = ()) -> list[dict]:
     import torch
 
     from dlexp.models.cnn import LeNet5
 
     same = make_run(device_name, bs, False, tmp / "same")
-    default = make_run(device_name, bs, "auto", tmp / "default")
+    default = make_run(device_name, bs, "auto", tmp / "default", extra)
     device = same.device
     loader = same.data.train
     torch.manual_seed(0)
@@ -133,6 +136,8 @@ def measure(bs: int, device_name: str, epochs: int, tmp: Path) -> list[dict]:
     steps, samples = len(loader), loader.num_samples
     rows = []
     for name, label in (("same", "dlexp, same settings"), ("default", "dlexp, defaults")):
+        if name == "default" and extra:
+            label += " + " + " ".join(extra)
         rows.append(
             {
                 "batch": bs,
@@ -153,14 +158,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per candidate")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="overrides for the `defaults` row, e.g. trainer.precision=bf16",
+    )
     args = parser.parse_args()
 
     rows = []
     for bs in args.batch_sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            rows += measure(bs, args.device, args.epochs, Path(tmp))
+            rows += measure(bs, args.device, args.epochs, Path(tmp), tuple(args.extra))
     columns = ["batch", "loop", "samples/s", "reference samples/s", "ratio", "overhead us/step"]
-    report("parity", columns, rows, {"device": args.device, "epochs": args.epochs})
+    name = (
+        "parity" if not args.extra else "parity_" + "_".join(e.split("=")[-1] for e in args.extra)
+    )
+    report(name, columns, rows, {"device": args.device, "epochs": args.epochs, "extra": args.extra})
 
 
 if __name__ == "__main__":
