@@ -19,6 +19,7 @@ VERBS = {
     "eval": "dlexp.evaluate:evaluate_run",
     "validate": "dlexp.evaluate:validate_config",
     "sample": "dlexp.sample:main",
+    "compare": "dlexp.compare:main",
 }
 
 

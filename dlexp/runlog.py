@@ -55,12 +55,16 @@ NOT_HPARAMS = (
 def hparams_of(cfg: Mapping[str, Any], choices: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`."""
     groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
+    if (cfg.get("model") or {}).get("task") == "gan":
+        # a GAN's optimizers live in its model config; these groups do not apply to it
+        groups = ("model", "trainer", "data")
     keep = {g: cfg[g] for g in groups if g in cfg}
     flat = flatten(keep)
     for noisy in NOT_HPARAMS:
         flat.pop(noisy, None)
     for group, choice in (choices or {}).items():
-        flat[group] = choice
+        if group in groups or group not in ("optim", "scheduler", "regularization"):
+            flat[group] = choice
     return flat
 
 
