@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -32,12 +33,12 @@ def error_console() -> Console:
 
 def print_error(message: str) -> None:
     """One clear error message on stderr, no traceback."""
-    error_console().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    error_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def print_notice(message: str) -> None:
     """Something the user asked for happened (an interruption): say so, and what to do next."""
-    error_console().print(f"[bold yellow]stopped:[/] {message}", markup=True, highlight=False)
+    error_console().print(f"[bold yellow]stopped:[/] {escape(message)}", markup=True, highlight=False)
 
 
 class Reporter:
@@ -107,7 +108,7 @@ class Reporter:
             return
         table = Table.grid(padding=(0, 2))
         for key, value in items.items():
-            table.add_row(f"[bold]{key}[/]", _fmt(value))
+            table.add_row(f"[bold]{escape(str(key))}[/]", escape(_fmt(value)))
         self.console.print(Panel(table, title=title, border_style=style, expand=False))
 
     def close(self) -> None:

@@ -1,0 +1,378 @@
+"""One GAN run, start to finish: build everything, fit, write the summary. Mirrors `runner.py`.
+
+Returns the monitored metric: the best Fréchet distance (lower is better) when
+`model.eval.feature_checkpoint` names a classifier, otherwise the last epoch's generator loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlexp.builders import build_model, build_optimizer
+from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dlexp.config import expand_path
+from dlexp.console import Reporter
+from dlexp.data.loaders import TensorLoader, prepare_images
+from dlexp.errors import DlexpError
+from dlexp.frechet import Evaluation, build_evaluation
+from dlexp.gan_loop import GanOptions, GanState, fit
+from dlexp.interrupt import Interrupted, StopRequest
+from dlexp.models.gan import generate
+from dlexp.runlog import RunLogger, hparams_of, write_json
+from dlexp.sample import grid_figure, write_grid
+from dlexp.session import (
+    Stopwatch,
+    autocast_for,
+    check_writable,
+    environment,
+    git_info,
+    now_iso,
+    setup_torch,
+    update_latest,
+    write_run_files,
+)
+
+MONITOR = "eval/frechet_distance"
+FALLBACK = "train/g_loss"
+# the epoch table: column → metric
+COLUMNS = {
+    "d_loss": "train/d_loss",
+    "g_loss": "train/g_loss",
+    "D(x)": "train/d_real",
+    "D(G(z))": "train/d_fake",
+    "frechet": MONITOR,
+}
+EVAL_NOISE_OFFSET = 1  # evaluation noise comes from seed + 1, the fixed grid noise from seed
+# groups a GAN does not use (its optimizers live in the model config): not hyperparameters here
+_UNUSED_GROUPS = ("optim", "scheduler", "regularization")
+
+
+class GanRun:
+    """The runner's side of the GAN loop: logging, progress, sample grids, checkpoints."""
+
+    def __init__(self, cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str]):
+        self.cfg, self.run_dir, self.choices = cfg, run_dir, choices
+        self.clock = Stopwatch()
+        self.device = torch.device("cpu")  # set up in build(), inside run()'s error handling
+        self.reporter = Reporter(cfg["trainer"]["progress"], ["epoch", *COLUMNS, "best"])
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.state = GanState()
+        self.logger: RunLogger | None = None
+        self.stop = StopRequest()
+        self.evaluation: Evaluation | None = None
+        self.reference: dict[str, float] = {}  # real images' scores, the untrained G's distance
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self) -> None:
+        trainer, model = self.cfg["trainer"], self.cfg["model"]
+        self.device = setup_torch(trainer)
+        real = self._build_data()
+        shape = {"channels": self.channels, "image_size": self.image_size}
+        example = torch.zeros(2, self.channels, self.image_size, self.image_size)
+        latent = model["latent_dim"]
+        self.generator = build_model(model["generator"], {}, {"latent_dim": latent, **shape})
+        self.discriminator = build_model(model["discriminator"], {}, shape, example)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
+        self.opt_g = build_optimizer(model["optim_g"], self.generator)
+        self.opt_d = build_optimizer(model["optim_d"], self.discriminator)
+        self.fixed_noise = self._noise(model["fixed_samples"], trainer["seed"])
+        ev = model["eval"]
+        if ev["feature_checkpoint"]:
+            noise = self._noise(len(real), trainer["seed"] + EVAL_NOISE_OFFSET)
+            self.evaluation = build_evaluation(
+                expand_path(ev["feature_checkpoint"]),
+                self.cfg["data"]["name"],
+                real,
+                noise,
+                trainer["eval_batch_size"],
+            )
+            self.reference = self.evaluation.reference()
+        precision, es = str(trainer["precision"]), trainer["early_stopping"]
+        self.opts = GanOptions(
+            epochs=trainer["epochs"],
+            latent_dim=latent,
+            loss=model["loss"],
+            n_critic=model["n_critic"],
+            label_smoothing=model["label_smoothing"],
+            log_every=trainer["log_every_n_steps"],
+            device=self.device,
+            autocast=lambda: autocast_for(precision, self.device),
+            grad_clip=trainer["grad_clip"],
+            eval_every=ev["every_n_epochs"],
+            eval_batch_size=trainer["eval_batch_size"],
+            patience=es["patience"] if self.evaluation else None,
+            min_delta=es["min_delta"],
+        )
+
+    def _build_data(self) -> torch.Tensor:
+        """The training batches, in [-1, 1] (mean 0.5, std 0.5: the range of G's Tanh) and
+        resident on the device; returns the validation images for evaluation, likewise.
+
+        `drop_last`: a last batch of a few images gives batch norm useless statistics. No
+        augmentation: random crops with zero padding would teach the generator black borders.
+        """
+        from dlexp.data.vision import load_image_splits
+
+        data, trainer = self.cfg["data"], self.cfg["trainer"]
+        splits = load_image_splits(
+            data["name"],
+            expand_path(data["data_dir"]),
+            download=data["download"],
+            val_fraction=data["val_fraction"],
+            split_seed=data["split_seed"],
+        )
+        self.channels, size = splits.channels, splits.image_size
+        self.image_size, half = size, [0.5] * splits.channels
+        self.loader = TensorLoader(
+            prepare_images(splits.train_x.to(self.device), half, half, size),
+            splits.train_y.to(self.device),
+            trainer["batch_size"],
+            shuffle=True,
+            seed=trainer["seed"],
+            drop_last=len(splits.train_x) >= trainer["batch_size"],
+            limit_batches=trainer["limit_train_batches"],
+        )
+        n = min(self.cfg["model"]["eval"]["num_samples"], len(splits.val_x))
+        return prepare_images(splits.val_x[:n].to(self.device), half, half, size)
+
+    def _noise(self, n: int, seed: int) -> torch.Tensor:
+        """Noise from its own CPU generator: the same for a seed on any device, and drawing
+        it leaves the training RNG stream untouched."""
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.cfg["model"]["latent_dim"], generator=gen).to(self.device)
+
+    # -- hooks called by fit() ---------------------------------------------------------------
+    def start_epoch(self, epoch: int, batches: int, done: int) -> None:
+        self.reporter.start_epoch(epoch, self.opts.epochs, batches, done)
+
+    def log_step(self, metrics: dict[str, float], batches_done: int) -> None:
+        assert self.logger is not None
+        step, epoch = self.state.step, self.state.epoch + 1
+        self.logger.log_metrics(metrics, step=step, kind="step", epoch=epoch)
+        shown = {"d": metrics["train/d_loss"], "g": metrics.get("train/g_loss", float("nan"))}
+        self.reporter.update(batches_done, shown, metrics["throughput/samples_per_sec"])
+
+    def log_eval(self, metrics: dict[str, float]) -> None:
+        """The untrained generator's scores at step 0, the baseline to beat, with the real
+        images' own scores for reference."""
+        assert self.logger is not None
+        ref = self.reference
+        ref["untrained/frechet_distance"] = metrics[MONITOR]
+        self.logger.log_metrics({**metrics, **ref}, step=0, kind="eval", epoch=0)
+        real = f"confidence entropy {ref['real/confidence_entropy']:.3g}, coverage entropy "
+        real += f"{ref['real/coverage_entropy']:.3g} ({ref['eval/num_samples']:.0f} images)"
+        self.reporter.info(f"untrained: Fréchet distance {metrics[MONITOR]:.4g} · real: {real}")
+
+    def should_stop(self) -> bool:
+        """Checked after every step: Ctrl-C / SIGTERM finish the step, then save and stop."""
+        return self.stop.requested is not None
+
+    def samples(self, epoch: int) -> None:
+        """The fixed-noise grid: one PNG per epoch and TensorBoard's images tab."""
+        assert self.logger is not None
+        path = self.run_dir / "figures" / f"samples_epoch_{epoch:03d}.png"
+        grid = write_grid(generate(self.generator, self.fixed_noise), path)
+        fig = grid_figure(grid, f"fixed noise, epoch {epoch}")
+        self.logger.log_figure("samples/fixed_noise", fig, self.state.step)
+
+    def end_epoch(self, metrics: dict[str, float], is_best: bool) -> None:
+        assert self.logger is not None
+        epoch = self.state.epoch
+        metrics = {**metrics, "epoch": float(epoch)}
+        self.logger.log_metrics(metrics, step=self.state.step, kind="epoch", epoch=epoch)
+        self.save_epoch(is_best)
+        row = {column: metrics.get(key, "") for column, key in COLUMNS.items()}
+        best = "*" if is_best and self.evaluation else ""
+        self.reporter.end_epoch({"epoch": epoch, **row, "best": best})
+
+    def info(self, message: str) -> None:
+        self.reporter.info(message)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def payload(self) -> dict[str, Any]:
+        half = [0.5] * self.channels  # images in [-1, 1]
+        return {
+            "format": FORMAT,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict(),
+            "fixed_noise": self.fixed_noise.cpu(),
+            "train_state": dataclasses.asdict(self.state),
+            "rng": capture_rng(),
+            "config": dict(self.cfg),
+            # what `dlexp sample` needs to rebuild the generator without loading the data
+            "data": {
+                "name": self.cfg["data"]["name"],
+                "channels": self.channels,
+                "image_size": self.image_size,
+                "mean": half,
+                "std": half,
+            },
+            "versions": {"torch": str(torch.__version__)},
+        }
+
+    def restore(self, payload: Mapping[str, Any]) -> None:
+        """Continue exactly where `payload` (a checkpoint of this run's config) stopped."""
+        self.generator.load_state_dict(payload["generator"])
+        self.discriminator.load_state_dict(payload["discriminator"])
+        self.opt_g.load_state_dict(payload["optimizer_g"])
+        self.opt_d.load_state_dict(payload["optimizer_d"])
+        self.fixed_noise = payload["fixed_noise"].to(self.device)
+        self.state = GanState(**payload["train_state"])
+        restore_rng(payload["rng"])
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
+
+    def save_epoch(self, is_best: bool) -> None:
+        """last.pt every epoch, best.pt on improvement, and the last N epochs when asked."""
+        self.save("last")
+        if is_best:
+            self.save("best")
+        keep = self.cfg["trainer"]["keep_last"]
+        if keep > 1:
+            self.save(f"epoch_{self.state.epoch:04d}")
+            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
+                old.unlink()  # only after the newer copy is safely on disk
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self, resume: Path | None = None) -> float:
+        """Train from scratch, or continue from checkpoint `resume` (`train_state.epoch/.batch`,
+        mid-epoch included) in the same run folder. Returns `objective()`."""
+        status, error = "failed", None
+        try:
+            with self.stop:
+                self.build()
+                if resume is not None:  # last: nothing may draw from the RNGs after this
+                    self.restore(load_checkpoint(resume, self.device))
+                check_writable(self.ckpt_dir, expected_bytes=12 * sum(self.num_params().values()))
+                step = self.state.step if resume is not None else None
+                self.logger = RunLogger(self.run_dir, resume_step=step)
+                hparams = hparams_of(self.cfg, self.choices).items()
+                self.logger.log_hparams(
+                    {k: v for k, v in hparams if k.split(".")[0] not in _UNUSED_GROUPS}
+                )
+                self.reporter.info(self.describe(resume))
+                nets = (self.generator, self.discriminator, self.opt_g, self.opt_d)
+                fit(*nets, self.loader, self.state, self.opts, self, self.evaluation)
+                if self.should_stop():
+                    self.save("last")
+                    status = "interrupted"
+                    raise Interrupted(
+                        f"{self.stop.requested}: stopped at step {self.state.step} (epoch "
+                        f"{self.state.epoch + 1}) and saved checkpoints/last.pt. Resume with: "
+                        f"dlexp resume {self.run_dir}",
+                        self.stop.exit_code,
+                    )
+                if self.evaluation is not None:
+                    best = {f"best/{MONITOR}": self.objective()}
+                    self.logger.log_metrics(best, step=self.state.step, kind="best")
+                status = "done"
+        except Interrupted as exc:
+            error = str(exc)
+            raise
+        except KeyboardInterrupt:
+            status, error = "interrupted", "aborted by a second signal; last.pt is the one before"
+            raise
+        except BaseException as exc:
+            error = str(exc) if isinstance(exc, DlexpError) else f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.reporter.close()
+            self.write_summary(status, error)
+            if self.logger is not None:
+                self.logger.end_hparams(status)
+                self.logger.close()
+        return self.objective()
+
+    def describe(self, resume: Path | None) -> str:
+        head = f"run folder: {self.run_dir}"
+        if resume is not None:
+            head = f"resuming {self.run_dir} from step {self.state.step}"
+        nets = " · ".join(
+            f"{name}: {type(getattr(self, name)).__name__} ({n:,} parameters)"
+            for name, n in self.num_params().items()
+        )
+        judge = self.evaluation.features.source if self.evaluation else "none (no Fréchet distance)"
+        side = f"{self.channels}x{self.image_size}x{self.image_size}"
+        return (
+            f"{head}\n{nets} on {self.device} · loss "
+            f"{self.opts.loss}\ndata: {self.cfg['data']['name']} ({self.loader.num_samples:,} "
+            f"train images, {side}) · feature network: {judge}"
+        )
+
+    def objective(self) -> float:
+        """The best Fréchet distance; without a feature network, the last generator loss."""
+        if self.evaluation is not None:
+            return float(self.state.best) if self.state.best is not None else float("nan")
+        return float(self.final().get(FALLBACK, float("nan")))
+
+    def final(self) -> dict[str, float]:
+        """The last epoch record's metrics (from metrics.jsonl: a resumed run has them all)."""
+        path, last = self.run_dir / "metrics.jsonl", {}
+        if path.is_file():
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            last = next((r for r in reversed(records) if r.get("kind") == "epoch"), {})
+        return {k: v for k, v in last.items() if "/" in k}
+
+    def num_params(self) -> dict[str, int]:
+        nets = [n for n in ("generator", "discriminator") if hasattr(self, n)]
+        return {n: sum(p.numel() for p in getattr(self, n).parameters()) for n in nets}
+
+    def write_summary(self, status: str, error: str | None) -> None:
+        state, final, n_params = self.state, self.final(), self.num_params()
+        seconds = state.train_seconds
+        summary = {
+            "status": status,
+            "error": error,
+            "run_dir": str(self.run_dir),
+            "task": "gan",
+            "monitor": {"metric": MONITOR, "mode": "min"}
+            if self.evaluation
+            else {"metric": FALLBACK, "mode": "last"},
+            "best": {"value": state.best, "epoch": state.best_epoch},
+            "final": final,
+            "reference": self.reference,
+            "epochs_completed": state.epoch,
+            "steps": state.step,
+            "generator_steps": state.g_steps,
+            "stopped_early": state.stopped_early,
+            "wall_time_s": round(self.clock.elapsed, 3),
+            "train_time_s": round(seconds, 3),
+            "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
+            "num_params": sum(n_params.values()),
+            "num_params_by_net": n_params,
+            "started_at": self.clock.started_at,
+            "ended_at": now_iso(),
+            "seed": self.cfg["trainer"]["seed"],
+            "choices": dict(self.choices),
+            "environment": environment(self.device),
+            "git": git_info(Path.cwd()),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        if self.logger is None:
+            return  # failed while building: the error message says it all
+        shown: dict[str, Any] = {"status": status}
+        if self.evaluation is not None:
+            shown.update({f"best {MONITOR}": state.best, "best epoch": state.best_epoch})
+        shown.update({FALLBACK: final.get(FALLBACK, ""), "epochs": state.epoch})
+        shown.update({"wall time": f"{self.clock.elapsed:.1f}s", "run folder": str(self.run_dir)})
+        self.reporter.final("dlexp GAN run", shown, "green" if status == "done" else "red")
+
+
+def run_gan(
+    cfg: Mapping[str, Any], run_dir: Path, choices: Mapping[str, str], resume: Path | None = None
+) -> float:
+    """The entry for `model.task: gan`: train in `run_dir` (a fresh folder, or the same folder
+    again when resuming) and return the monitored metric."""
+    write_run_files(run_dir, cfg, resumed=resume is not None)
+    update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
+    return GanRun(cfg, run_dir, choices).run(resume)

@@ -1,0 +1,160 @@
+"""`dlexp sample <run folder | latest> [n=64] [seed=0] [ckpt=best|last] [out=PATH] [--trust]`
+
+Draws `n` images from a GAN run's generator and writes them as one grid PNG. Everything needed
+comes from the run folder — the config, the data shape and the weights are in the checkpoint —
+so nothing is re-specified. The noise comes from its own generator seeded with `seed`, so the
+same seed gives the same grid, byte for byte. Arguments are checked before torch is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlexp.errors import DlexpError
+
+# no square brackets: the error console reads [n=64] as markup
+USAGE = (
+    "usage: dlexp sample <run folder | latest> n=64 seed=0 ckpt=best|last out=PATH --trust "
+    "(all but the run folder optional; defaults shown)"
+)
+DEFAULTS: dict[str, str] = {"n": "64", "seed": "0", "ckpt": "best", "out": ""}
+CHECKPOINTS = ("best", "last")
+MAX_SAMPLES = 4096
+
+
+def parse_args(args: list[str]) -> dict[str, Any]:
+    """`key=value` arguments → {n: int, seed: int, ckpt: str, out: Path | None}."""
+    raw = dict(DEFAULTS)
+    for item in args:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DEFAULTS:
+            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
+            hint = f" Did you mean {close[0]}=...?" if close and sep else ""
+            raise DlexpError(
+                f"sample: unknown argument '{item}'.{hint} Valid: n=, seed=, ckpt=, out=\n{USAGE}"
+            )
+        raw[key] = value
+    options: dict[str, Any] = {"ckpt": raw["ckpt"], "out": Path(raw["out"]) if raw["out"] else None}
+    for key, lo, hi in (("n", 1, MAX_SAMPLES), ("seed", 0, 2**63 - 1)):
+        try:
+            options[key] = int(raw[key])
+        except ValueError:
+            raise DlexpError(f"{key}={raw[key]}: expected an integer from {lo} to {hi}") from None
+        if not lo <= options[key] <= hi:
+            raise DlexpError(f"{key}={raw[key]}: must be from {lo} to {hi}")
+    if options["ckpt"] not in CHECKPOINTS:
+        raise DlexpError(f"ckpt={options['ckpt']}: must be one of {', '.join(CHECKPOINTS)}")
+    return options
+
+
+def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
+    """The run's config and the checkpoint path; a clear message when it is not a GAN run."""
+    from dlexp.verbs import load_run_config
+
+    cfg, _ = load_run_config(run_dir)
+    model = cfg.get("model") or {}
+    if model.get("task", "classify") != "gan":
+        raise DlexpError(
+            f"{run_dir} is a classification run ({model.get('_target_', 'unknown model')}), not "
+            "a GAN run: dlexp sample needs a run of model=gan or model=dcgan (for classifiers: "
+            "dlexp eval)"
+        )
+    path = run_dir / "checkpoints" / f"{ckpt}.pt"
+    if not path.is_file():
+        other = [c for c in CHECKPOINTS if (run_dir / "checkpoints" / f"{c}.pt").is_file()]
+        hint = (
+            f"; it has {', '.join(f'ckpt={c}' for c in other)}"
+            if other
+            else ("; the run stopped before its first epoch ended")
+        )
+        raise DlexpError(f"{run_dir} has no checkpoints/{ckpt}.pt{hint}")
+    return cfg, path
+
+
+def write_grid(images: Any, path: Path) -> Any:
+    """Images in [-1, 1] → one square-ish grid PNG, as the run's own per-epoch grids; returns
+    the grid tensor [3, H, W] in [0, 1]."""
+    from torchvision.utils import save_image
+
+    from dlexp.models.gan import image_grid
+
+    grid = image_grid(images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    return grid
+
+
+def grid_figure(grid: Any, title: str) -> Any:
+    """A titled matplotlib Figure of a grid (for TensorBoard's images tab). No pyplot: nothing
+    global to set up or close."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4.3), layout="tight")
+    ax = fig.subplots()
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def draw(checkpoint: Path, n: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
+    import torch
+
+    from dlexp.builders import build_model
+    from dlexp.checkpoint import load_checkpoint
+    from dlexp.models.gan import generate
+
+    payload = load_checkpoint(checkpoint, "cpu")
+    model, data = payload["config"]["model"], payload["data"]
+    inputs = {
+        "latent_dim": model["latent_dim"],
+        "channels": data["channels"],
+        "image_size": data["image_size"],
+    }
+    generator = build_model(model["generator"], {}, inputs)
+    generator.load_state_dict(payload["generator"])
+    noise = torch.randn(n, model["latent_dim"], generator=torch.Generator().manual_seed(seed))
+    return generate(generator, noise), payload
+
+
+def sample(argv: list[str]) -> Path:
+    """Check everything, then draw and write the grid; returns the PNG's path."""
+    from dlexp.verbs import check_trust, find_run, split_flags
+
+    args, flags = split_flags(argv, ("--trust",))
+    if not args:
+        raise DlexpError(USAGE)
+    options = parse_args(args[1:])
+    run_dir = find_run(args[0])
+    cfg, checkpoint = check_gan_run(run_dir, options["ckpt"])
+    check_trust(cfg, run_dir, "--trust" in flags)
+    n, seed, ckpt = options["n"], options["seed"], options["ckpt"]
+    out = options["out"] or run_dir / "figures" / f"sample_{ckpt}_seed{seed}_n{n}.png"
+    images, payload = draw(checkpoint, n, seed)
+    write_grid(images, out)
+    epoch = payload["train_state"]["epoch"]
+    print(f"wrote {n} samples (seed {seed}, {ckpt}.pt from epoch {epoch}) to {out}")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """The `dlexp sample` verb: 0 on success, 2 with one clear message on bad input."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip().splitlines()[0].strip("`"))
+        return 0
+    try:
+        sample(argv)
+    except DlexpError as exc:
+        from dlexp.console import print_error
+
+        print_error(str(exc))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
