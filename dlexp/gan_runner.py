@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dlexp import trial
 from dlexp.builders import build_model, build_optimizer
 from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from dlexp.config import expand_path
@@ -188,6 +189,11 @@ class GanRun:
         metrics = {**metrics, "epoch": float(epoch)}
         self.logger.log_metrics(metrics, step=self.state.step, kind="epoch", epoch=epoch)
         self.save_epoch(is_best)
+        value = metrics.get(MONITOR)  # only epochs with a Fréchet distance report to a search
+        if value is not None and trial.should_prune(self.cfg, epoch, value):
+            raise trial.Pruned(
+                f"pruned by the search after epoch {epoch} ({MONITOR} = {value:.4g})"
+            )
         row = {column: metrics.get(key, "") for column, key in COLUMNS.items()}
         best = "*" if is_best and self.evaluation else ""
         self.reporter.end_epoch({"epoch": epoch, **row, "best": best})
@@ -278,6 +284,9 @@ class GanRun:
                 status = "done"
         except Interrupted as exc:
             error = str(exc)
+            raise
+        except trial.Pruned as exc:
+            status, error = "pruned", str(exc)
             raise
         except KeyboardInterrupt:
             status, error = "interrupted", "aborted by a second signal; last.pt is the one before"

@@ -207,6 +207,7 @@ REGULARIZATION = {
     "batch_norm": Spec("bool", nullable=True),
 }
 PATHS = {"output_root": Spec("str"), "data_dir": Spec("str")}
+OPTUNA_LINK = {"storage": Spec("str"), "study": Spec("str"), "trial": Int(0)}
 
 
 def _check_table(prefix: str, node: Mapping[str, Any], table: Mapping[str, Any]) -> list[str]:
@@ -259,6 +260,8 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
         ("paths", PATHS),
     ):
         problems += _check_table(group, cfg.get(group) or {}, table)
+    if isinstance(cfg.get("optuna"), Mapping):  # set by dlexp's Optuna sweeper for each trial
+        problems += _check_table("optuna", cfg["optuna"], OPTUNA_LINK)
     if cfg.get("resume", "never") not in ("never", "auto"):
         problems.append(f"resume: must be one of never, auto, got {cfg.get('resume')!r}")
     if not isinstance(cfg.get("fail_fast", False), bool):
@@ -286,7 +289,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
 
     sched = cfg.get("scheduler") or {}
     name = sched.get("name")
-    if name not in SCHEDULERS:
+    if not isinstance(name, str) or name not in SCHEDULERS:
         problems.append(f"scheduler.name: must be one of {', '.join(SCHEDULERS)}, got {name!r}")
     else:
         problems += _check_table("scheduler", sched, SCHEDULERS[name])

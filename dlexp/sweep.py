@@ -53,7 +53,8 @@ def job_entry(job_dir: Path, num: int, overrides: list[str], crashed: str | None
     objective = (summary.get("best") or {}).get("value")
     return {
         "num": num,
-        "overrides": overrides,
+        # the sweeper's link to its study (+optuna.*) says nothing about the job itself
+        "overrides": [o for o in overrides if not o.startswith("+optuna.")],
         "status": status,
         "objective": objective,
         "monitor": (summary.get("monitor") or {}).get("metric"),

@@ -32,6 +32,8 @@ LINK_KEY = "optuna"  # the job config's node: {storage, study, trial}
 PRUNER_ATTR = "dlexp.pruner"  # study user attr: the pruner's `_target_` config
 PRUNED_AT_ATTR = "pruned_at_epoch"  # trial user attr: set when this module says "prune"
 RUN_DIR_ATTR = "run_dir"  # trial user attr: the job's folder (set by the sweeper)
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")  # Hydra reads these unquoted, as strings
+_KEYWORDS = ("true", "false", "null", "nan", "inf")
 SQLITE_TIMEOUT_S = 60  # parallel jobs write to one SQLite file: wait for the lock, don't fail
 
 
@@ -57,10 +59,26 @@ def should_prune(cfg: Mapping[str, Any], epoch: int, value: float) -> bool:
 def link_overrides(storage: str, study: str, number: int) -> list[str]:
     """The overrides that make a Hydra job trial `number` of `study` (read by `should_prune`)."""
     return [
-        f"+{LINK_KEY}.storage={quote(storage)}",
-        f"+{LINK_KEY}.study={quote(study)}",
+        f"+{LINK_KEY}.storage={override_value(storage)}",
+        f"+{LINK_KEY}.study={override_value(study)}",
         f"+{LINK_KEY}.trial={number}",
     ]
+
+
+def override_value(value: Any) -> str:
+    """A Python value as Hydra override text that parses back to the same value."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        plain = _PLAIN.fullmatch(value) and value.lower() not in _KEYWORDS
+        return value if plain else quote(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) as a Hydra override")
 
 
 def quote(text: str) -> str:
@@ -101,31 +119,26 @@ _trials: dict[tuple[str, str, int], optuna.trial.Trial | None] = {}
 
 
 def _running_trial(url: str, study_name: str, number: int) -> optuna.trial.Trial | None:
-    """Trial `number` of the study, while it runs. None when it has finished or the study is
-    gone: a `dlexp rerun`/`resume` of a search job then trains without pruning."""
+    """Trial `number` of the study, while it runs. None when it has finished, the study is gone
+    or optuna is missing: a `dlexp rerun`/`resume` of a search job trains without pruning."""
     key = (url, study_name, number)
     if key in _trials:
         return _trials[key]
+    _trials[key] = None  # unless all goes well below
     try:
         import optuna
-    except ImportError:
-        from dlexp.errors import DlexpError
-
-        raise DlexpError(
-            "this run is a trial of an Optuna search (the `optuna` key of its config), but "
-            "optuna is not installed: pip install 'dlexp[optuna]'"
-        ) from None
+    except ImportError:  # e.g. a search job rerun elsewhere: train it, just never prune
+        log.warning("this run is an Optuna trial, but optuna is not installed: not pruning")
+        return None
     storage = open_storage(url)
     try:
         study_id = storage.get_study_id_from_name(study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
     except KeyError:
         log.warning("study %r has no trial %d in %s: not pruning", study_name, number, url)
-        _trials[key] = None
         return None
     if storage.get_trial(trial_id).state.is_finished():
         log.info("trial %d of study %r has finished already: not reporting", number, study_name)
-        _trials[key] = None
         return None
     pruner = build_pruner(storage.get_study_user_attrs(study_id).get(PRUNER_ATTR))
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
