@@ -12,26 +12,22 @@ Compares, on `dlexp.models.rnn.RNNClassifier` itself (so the numbers are the mod
     a batch has padding; shown for its price only).
 Every case runs once per round, rounds interleaved, and the median is reported, so load from
 other processes hits all cases alike; ratios compare cases measured in the same run. Prints a
-table and writes benchmarks/results/rnn_paths.json.
+table and writes benchmarks/results/rnn_paths.json. On a shared machine, check the load average
+it reports: two busy threads on two cores slow every case several-fold.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import interleaved, median, report
 
 from dlexp.models.rnn import RNNClassifier
-
-RESULTS = Path(__file__).resolve().parent / "results" / "rnn_paths.json"
 
 
 def token_step(
@@ -111,68 +107,66 @@ def cases(steps: int) -> dict[str, Callable[[], None]]:
     return out
 
 
-def measure(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    for run in runs.values():  # warm-up: allocations, oneDNN primitive creation
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def ratio(med: dict[str, float], slow: str, fast: str) -> dict[str, object]:
-    return {"slower": slow, "faster": fast, "ratio": round(med[slow] / med[fast], 2)}
+def ratio(times: dict[str, list[float]], slow: str, fast: str) -> dict[str, object]:
+    """`slow` / `fast` by the medians and by the minima (the least disturbed runs)."""
+    return {
+        "slower": slow,
+        "faster": fast,
+        "median_ratio": round(median(times[slow]) / median(times[fast]), 2),
+        "min_ratio": round(min(times[slow]) / min(times[fast]), 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, T=100")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, T=100")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = 100 if args.quick else 200
     rounds = args.rounds or (3 if args.quick else 7)
     load_before = os.getloadavg()[0]
-    times = measure(cases(steps), rounds)
-    med = {name: statistics.median(t) for name, t in times.items()}
-    comparisons = [
-        ratio(med, f"{cell} packed", f"{cell} padded") for cell in ("lstm", "gru", "rnn")
-    ] + [
-        ratio(med, "lstm packed mkldnn=on", "lstm packed mkldnn=off"),
-        ratio(med, "lstm padded mkldnn=off", "lstm padded mkldnn=on"),
-        ratio(med, "seqmnist lstm mkldnn=off", "seqmnist lstm mkldnn=on"),
-        ratio(med, "bi-lstm packed", "bi-lstm padded (wrong)"),
+    runs = cases(steps)
+    for run in runs.values():  # warm-up: allocations, oneDNN kernels for the first shapes
+        run()
+    times = interleaved({name: _timed(run) for name, run in runs.items()}, rounds)
+    med = {name: median(t) for name, t in times.items()}
+    rows = [
+        {"case": name, "median_ms": 1000 * med[name], "min_ms": 1000 * min(t)}
+        for name, t in times.items()
     ]
-    print(f"one training step, B=64, T={steps} (token cases), H=128, median of {rounds} rounds")
-    print(f"{'case':<28}{'median ms':>11}{'min ms':>9}")
-    for name, t in times.items():
-        print(f"{name:<28}{1000 * med[name]:>11.1f}{1000 * min(t):>9.1f}")
-    print()
-    for c in comparisons:
-        print(f"{c['slower']!s:<28} / {c['faster']!s:<28} = {c['ratio']:.2f}x")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "load_average_before": round(load_before, 2),
-        "load_average_after": round(os.getloadavg()[0], 2),
-        "batch": 64,
+    comparisons = [
+        ratio(times, f"{cell} packed", f"{cell} padded") for cell in ("lstm", "gru", "rnn")
+    ] + [
+        ratio(times, "lstm packed mkldnn=on", "lstm packed mkldnn=off"),
+        ratio(times, "lstm padded mkldnn=off", "lstm padded mkldnn=on"),
+        ratio(times, "seqmnist lstm mkldnn=off", "seqmnist lstm mkldnn=on"),
+        ratio(times, "bi-lstm packed", "bi-lstm padded (wrong)"),
+    ]
+    print(f"one training step: B=64, T<={steps} tokens (T=28 rows for seqmnist), H=128; ")
+    print(f"median of {rounds} interleaved rounds; load average before: {load_before:.2f}\n")
+    extra = {
         "steps": steps,
-        "hidden": 128,
         "rounds": rounds,
-        "median_s": {k: round(v, 5) for k, v in med.items()},
-        "min_s": {k: round(min(t), 5) for k, t in times.items()},
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "ratios": comparisons,
     }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    report("rnn_paths", ["case", "median_ms", "min_ms"], rows, extra)
+    print(f"\n{'slower / faster':<56}{'by median':>10}{'by min':>8}")
+    for c in comparisons:
+        pair = f"{c['slower']} / {c['faster']}"
+        print(f"{pair:<56}{c['median_ratio']:>9.2f}x{c['min_ratio']:>7.2f}x")
+
+
+def _timed(run: Callable[[], None]) -> Callable[[], float]:
+    def timed() -> float:
+        t0 = time.perf_counter()
+        run()
+        return time.perf_counter() - t0
+
+    return timed
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def print_error(message: str) -> None:
 
 def print_notice(message: str) -> None:
     """Something the user asked for happened (an interruption): say so, and what to do next."""
-    error_console().print(f"[bold yellow]stopped:[/] {escape(message)}", markup=True, highlight=False)
+    error_console().print(
+        f"[bold yellow]stopped:[/] {escape(message)}", markup=True, highlight=False
+    )
 
 
 class Reporter:

@@ -49,6 +49,8 @@ NOT_HPARAMS = (
     "trainer.test_after_fit",
     "trainer.threads",
     "trainer.compile",
+    "model.mkldnn",
+    "model.pack",
 )
 
 

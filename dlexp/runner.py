@@ -248,6 +248,9 @@ class ClassificationRun:
                     self.restore(load_checkpoint(resume, self.device))
                 if self.main:
                     check_writable(self.ckpt_dir, expected_bytes=3 * 4 * n_params)
+                    save_data = getattr(self.data, "save", None)
+                    if save_data is not None:  # text: vocab.json, to read new text later
+                        save_data(self.run_dir)
                     step = self.state.step if resume is not None else None
                     self.logger = RunLogger(self.run_dir, resume_step=step)
                     self.logger.log_hparams(hparams_of(self.cfg, self.choices))

@@ -2,6 +2,8 @@
 
 `schema.validate` merges MODELS into the model tables and calls `validate_data` for data
 configs with `kind: text` and `check_combination` for every classification config.
+Keys the data set decides (vocab_size, num_classes, in_channels, ...) are not in the model
+tables: setting them by hand is reported as an unknown key.
 """
 
 from __future__ import annotations
@@ -9,14 +11,111 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-MODELS: dict[str, dict[str, Any]] = {}
+from dlexp.schema import BOOL, PROB, Choice, Float, Int, Spec, _check_table
+from dlexp.schema import MODELS as IMAGE_MODELS
+
+RNN = "dlexp.models.rnn.RNNClassifier"
+SENTIMENT = "dlexp.models.rnn.SentimentLSTM"
+TEXT_DATASETS = ("imdb", "text_files")
+TEXT_MODELS = "model=lstm_sentiment, model=lstm, model=gru or model=rnn"
+
+_SEQUENCE = {
+    "_target_": Spec("str"),
+    "task": Choice("classify"),
+    "hidden_size": Int(1),
+    "num_layers": Int(1),
+    "bidirectional": BOOL,
+    "dropout": PROB,
+    "embedding_dim": Int(1),
+    "pack": Choice("auto", "always"),
+    "mkldnn": Choice("auto", True, False),
+}
+MODELS: dict[str, dict[str, Any]] = {
+    RNN: {
+        **_SEQUENCE,
+        "cell": Choice("rnn", "lstm", "gru"),
+        "readout": Choice("last", "mean", "max"),
+    },
+    SENTIMENT: _SEQUENCE,
+}
+
+_TEXT_COMMON = {
+    "kind": Choice("text"),
+    "name": Choice(*TEXT_DATASETS),
+    "val_fraction": Float(0.0, 1.0, hi_open=True),
+    "split_seed": Int(0),
+    "lowercase": BOOL,
+    "min_freq": Int(1),
+    "max_vocab": Int(3, nullable=True),
+    "max_len": Int(1),
+    "bucket": BOOL,
+}
+PATH = Spec("str", nullable=True)
+DATA: dict[str, dict[str, Any]] = {
+    "imdb": {**_TEXT_COMMON, "data_dir": Spec("str"), "download": BOOL},
+    "text_files": {
+        **_TEXT_COMMON,
+        "format": Choice("auto", "csv", "tsv", "jsonl", "folder"),
+        "train": PATH,
+        "val": PATH,
+        "test": PATH,
+        "text_column": Spec("str"),
+        "label_column": Spec("str"),
+        "labels": Spec("any", nullable=True),
+        "test_fraction": Float(0.0, 1.0, hi_open=True),
+    },
+}
 
 
 def validate_data(prefix: str, data: Mapping[str, Any]) -> list[str]:
     """Problems in a `kind: text` data config."""
-    return []
+    name = data.get("name")
+    if name not in DATA:
+        return [f"{prefix}.name: must be one of {', '.join(DATA)} for kind: text, got {name!r}"]
+    problems = _check_table(prefix, data, DATA[name])
+    if name != "text_files":
+        return problems
+    if not data.get("train"):
+        problems.append(
+            f"{prefix}.train: required for data=text_files, got {data.get('train') or 'null'}: the path "
+            "of a CSV/TSV/JSONL file (text and label columns) or of a folder with one sub-folder "
+            "of .txt files per class"
+        )
+    labels = data.get("labels")
+    if labels is not None and (
+        not isinstance(labels, list)
+        or any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in labels)
+        or len({str(v) for v in labels}) != len(labels)
+        or len(labels) < 2
+    ):
+        problems.append(
+            f"{prefix}.labels: expected null or a list of at least two distinct labels like "
+            f"[neg, pos], got {labels!r}"
+        )
+    fractions = [
+        data.get(f"{s}_fraction") or 0.0 for s in ("val", "test") if data.get(s) in (None, "")
+    ]
+    if all(isinstance(f, (int, float)) for f in fractions) and sum(fractions) >= 1.0:
+        problems.append(
+            f"{prefix}.val_fraction + {prefix}.test_fraction: together they must leave some "
+            f"training data (sum < 1), got {sum(fractions)}"
+        )
+    return problems
 
 
 def check_combination(cfg: Mapping[str, Any]) -> list[str]:
     """Model/data pairs that cannot work together (e.g. a token model on images)."""
+    model, data = cfg.get("model") or {}, cfg.get("data") or {}
+    target, kind, name = model.get("_target_"), data.get("kind", "image"), data.get("name")
+    if kind == "text" and target in IMAGE_MODELS:
+        return [
+            f"model._target_: {target} reads images, but data={name} is a text data set "
+            f"(token ids). Use a sequence model: {TEXT_MODELS}"
+        ]
+    if kind != "text" and target == SENTIMENT:
+        return [
+            f"model._target_: {SENTIMENT} (model=lstm_sentiment) reads token ids, but "
+            f"data={name} is an image data set. Use model=lstm to read images row by row "
+            f"(sequential MNIST), or a text data set: data=imdb or data=text_files"
+        ]
     return []

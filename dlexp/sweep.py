@@ -154,13 +154,21 @@ def write_failed_summary(run_dir: Path, error: str) -> None:
     (run_dir / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def finished_objective(run_dir: Path) -> float | None:
-    """A job folder that already holds a finished run: its objective (for resumed sweeps)."""
+def finished_objective(run_dir: Path, epochs: int | None = None) -> float | None:
+    """A folder that already holds a finished run: its objective (for resumed sweeps).
+
+    A run asked for more epochs than it trained (and not stopped early) is not finished.
+    """
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    if summary.get("status") != "done":
+    status = summary.get("status")
+    if status not in ("done", "pruned"):  # a pruned trial was stopped on purpose: leave it
+        return None
+    trained = summary.get("epochs_completed", 0)
+    more = epochs is not None and trained < epochs and not summary.get("stopped_early")
+    if status == "done" and more:
         return None
     value = (summary.get("best") or {}).get("value")
     return float(value) if value is not None else float("nan")

@@ -240,7 +240,7 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
             f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
             "Use another folder, or the same settings as that run."
         )
-    objective = finished_objective(run_dir)
+    objective = finished_objective(run_dir, cfg["trainer"]["epochs"])
     if objective is not None:
         return None, objective
     status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None

@@ -1,0 +1,159 @@
+"""`data=text_files`: CSV / TSV / JSONL files, or one folder of .txt files per class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlexp.config import expand_path
+from dlexp.data.tokenize import Corpus, tokenize_corpus
+from dlexp.errors import DlexpError
+
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+Record = tuple[str, str, str]  # where (file and line, for messages), text, label
+
+
+def load_text_files(cfg: Mapping[str, Any]) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
+    """Local files: `train` is required; `val` and `test` are read when given, else split off
+    the training file with `split_seed`."""
+    from dlexp.data.text import split_off  # text.py imports this module: import it late
+
+    records = {s: _read_records(s, cfg) for s in ("train", "val", "test") if cfg.get(s)}
+    classes = _classes(cfg, records)
+    position = {c: i for i, c in enumerate(classes)}
+    texts, labels, splits = [], [], {}
+    for split, rows in records.items():
+        splits[split] = np.arange(len(texts), len(texts) + len(rows))
+        texts += [text for _, text, _ in rows]
+        labels += [position[label] for _, _, label in rows]
+    corpus = tokenize_corpus(texts, labels, cfg["lowercase"])
+    rng, total = np.random.default_rng(cfg["split_seed"]), len(splits["train"])
+    for split in ("test", "val"):  # both fractions are of the whole training file
+        if split not in splits:
+            count = round(cfg[f"{split}_fraction"] * total)
+            splits["train"], splits[split] = split_off(splits["train"], count, rng)
+    return corpus, splits, classes
+
+
+def _read_records(split: str, cfg: Mapping[str, Any]) -> list[Record]:
+    key, path = f"data.{split}", expand_path(cfg[split])
+    if not path.exists():
+        raise DlexpError(
+            f"{key}: {path} does not exist. Give a CSV, TSV or JSONL file with a text and a "
+            f"label column, or a folder with one sub-folder of .txt files per class."
+        )
+    fmt = cfg["format"]
+    if fmt == "auto":
+        fmt = "folder" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix.lower(), "")
+    if not fmt or (fmt == "folder") != path.is_dir():
+        raise DlexpError(
+            f"data.format={cfg['format']} does not fit {key}={path} "
+            f"({'a folder' if path.is_dir() else 'a file'}). Valid: csv, tsv, jsonl (files, "
+            f"also told by the suffixes {', '.join(SUFFIX_FORMATS)}) or folder."
+        )
+    if fmt == "folder":
+        rows = _read_folder(key, path)
+    else:
+        rows = _read_table(path, fmt, cfg["text_column"], cfg["label_column"])
+    if not rows:
+        what = "no .txt files in its class folders" if fmt == "folder" else "no rows"
+        raise DlexpError(f"{key}: {path} is empty ({what}); give it at least one example.")
+    for where, text, _ in rows:
+        if not text.strip():
+            raise DlexpError(f"{key}: {where} has an empty text; remove it or give it text.")
+    return rows
+
+
+def _read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[Record]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if fmt == "jsonl":
+            raw = [
+                (f"{path.name} line {n}", _json_row(path, n, line)) for n, line in enumerate(f, 1)
+            ]
+            raw = [(where, row) for where, row in raw if row is not None]
+        else:
+            csv.field_size_limit(1 << 30)  # reviews can exceed the default 128 kB per field
+            reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
+            raw = [(f"{path.name} line {reader.line_num}", row) for row in reader]
+    rows = []
+    for where, row in raw:
+        for column, key in ((text_column, "text_column"), (label_column, "label_column")):
+            if row.get(column) is None:
+                found = ", ".join(str(k) for k in row if k is not None)
+                raise DlexpError(
+                    f"data.{key}: column {column!r} is missing in {where}; the columns there "
+                    f"are: {found}. Set data.{key} to the right column name."
+                )
+        rows.append((where, str(row[text_column]), str(row[label_column]).strip()))
+    return rows
+
+
+def _json_row(path: Path, n: int, line: str) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DlexpError(f"data: {path} line {n} is not valid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise DlexpError(f"data: {path} line {n} is not a JSON object with named fields")
+    return row
+
+
+def _read_folder(key: str, path: Path) -> list[Record]:
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DlexpError(
+            f"{key}: {path} has no sub-folders. The folder format wants one sub-folder of .txt "
+            f"files per class, e.g. {path / 'pos' / '1.txt'} and {path / 'neg' / '2.txt'}."
+        )
+    return [
+        (str(f.relative_to(path.parent)), f.read_text(encoding="utf-8", errors="replace"), d.name)
+        for d in folders
+        for f in sorted(d.glob("*.txt"))
+    ]
+
+
+def _classes(cfg: Mapping[str, Any], records: Mapping[str, list[Record]]) -> list[str]:
+    """Declared `labels` (their order), or the training split's labels, sorted (numerically
+    when they are all integers). Every label of every split must be one of them."""
+    declared = cfg.get("labels")
+    found = {label for _, _, label in records["train"]}
+    numeric = all(c.lstrip("-").isdigit() for c in found)
+    classes = [str(c) for c in declared] if declared else sorted(found, key=_natural(numeric))
+    for split, rows in records.items():
+        for where, _, label in rows:
+            if label in classes:
+                continue
+            if declared:
+                raise DlexpError(
+                    f"data.labels: {where} has label {label!r}, which is not one of the "
+                    f"declared labels: {', '.join(classes)}."
+                )
+            raise DlexpError(
+                f"data.{split}: {where} has label {label!r}, which never occurs in the "
+                f"training data (labels there: {', '.join(classes)}). Declare every label "
+                f"with data.labels=[...]."
+            )
+    if len(classes) < 2:
+        raise DlexpError(
+            f"data.train: {cfg['train']} has only one label ({', '.join(classes)}); a "
+            f"classifier needs at least two. Check data.label_column={cfg['label_column']}."
+        )
+    return classes
+
+
+def _natural(numeric: bool) -> Any:
+    return (lambda c: int(c)) if numeric else (lambda c: c)
