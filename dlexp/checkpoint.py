@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,19 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def save_epoch_checkpoints(
+    save: Callable[[str], None], folder: Path, epoch: int, is_best: bool, keep_last: int
+) -> None:
+    """last.pt every epoch, best.pt on improvement, and epoch_NNNN.pt of the last N epochs."""
+    save("last")
+    if is_best:
+        save("best")
+    if keep_last > 1:
+        save(f"epoch_{epoch:04d}")
+        for old in sorted(folder.glob("epoch_*.pt"))[:-keep_last]:
+            old.unlink()  # only after the newer copy is safely on disk
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -16,14 +16,20 @@ import torch
 
 from dlexp import trial
 from dlexp.builders import build_model, build_optimizer
-from dlexp.checkpoint import FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dlexp.checkpoint import (
+    FORMAT,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_epoch_checkpoints,
+)
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.loaders import TensorLoader, prepare_images
-from dlexp.errors import DlexpError
 from dlexp.frechet import Evaluation, build_evaluation
 from dlexp.gan_loop import GanOptions, GanState, fit
-from dlexp.interrupt import Interrupted, StopRequest
+from dlexp.interrupt import Interrupted, StopRequest, outcome
 from dlexp.models.gan import generate
 from dlexp.runlog import RunLogger, hparams_of, write_json
 from dlexp.sample import grid_figure, write_grid
@@ -51,7 +57,6 @@ COLUMNS = {
 }
 EVAL_NOISE_OFFSET = 1  # evaluation noise comes from seed + 1, the fixed grid noise from seed
 # groups a GAN does not use (its optimizers live in the model config): not hyperparameters here
-_UNUSED_GROUPS = ("optim", "scheduler", "regularization")
 
 
 class GanRun:
@@ -239,15 +244,8 @@ class GanRun:
         save_checkpoint(self.payload(), self.ckpt_dir / f"{name}.pt")
 
     def save_epoch(self, is_best: bool) -> None:
-        """last.pt every epoch, best.pt on improvement, and the last N epochs when asked."""
-        self.save("last")
-        if is_best:
-            self.save("best")
         keep = self.cfg["trainer"]["keep_last"]
-        if keep > 1:
-            self.save(f"epoch_{self.state.epoch:04d}")
-            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
-                old.unlink()  # only after the newer copy is safely on disk
+        save_epoch_checkpoints(self.save, self.ckpt_dir, self.state.epoch, is_best, keep)
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self, resume: Path | None = None) -> float:
@@ -262,10 +260,7 @@ class GanRun:
                 check_writable(self.ckpt_dir, expected_bytes=12 * sum(self.num_params().values()))
                 step = self.state.step if resume is not None else None
                 self.logger = RunLogger(self.run_dir, resume_step=step)
-                hparams = hparams_of(self.cfg, self.choices).items()
-                self.logger.log_hparams(
-                    {k: v for k, v in hparams if k.split(".")[0] not in _UNUSED_GROUPS}
-                )
+                self.logger.log_hparams(hparams_of(self.cfg, self.choices))
                 self.reporter.info(self.describe(resume))
                 nets = (self.generator, self.discriminator, self.opt_g, self.opt_d)
                 fit(*nets, self.loader, self.state, self.opts, self, self.evaluation)
@@ -282,17 +277,8 @@ class GanRun:
                     best = {f"best/{MONITOR}": self.objective()}
                     self.logger.log_metrics(best, step=self.state.step, kind="best")
                 status = "done"
-        except Interrupted as exc:
-            error = str(exc)
-            raise
-        except trial.Pruned as exc:
-            status, error = "pruned", str(exc)
-            raise
-        except KeyboardInterrupt:
-            status, error = "interrupted", "aborted by a second signal; last.pt is the one before"
-            raise
         except BaseException as exc:
-            error = str(exc) if isinstance(exc, DlexpError) else f"{type(exc).__name__}: {exc}"
+            status, error = outcome(exc)
             raise
         finally:
             self.reporter.close()

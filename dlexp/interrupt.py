@@ -58,3 +58,18 @@ class StopRequest:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.requested or "", 1)
+
+
+def outcome(exc: BaseException) -> tuple[str, str]:
+    """(status, error) that summary.json records for a run that ended with `exc`."""
+    from dlexp.trial import Pruned
+
+    if isinstance(exc, Interrupted):
+        return "interrupted", str(exc)
+    if isinstance(exc, Pruned):
+        return "pruned", str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "aborted by a second signal; last.pt is the one saved before"
+    if isinstance(exc, DlexpError):
+        return "failed", str(exc)
+    return "failed", f"{type(exc).__name__}: {exc}"

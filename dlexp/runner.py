@@ -18,13 +18,14 @@ from dlexp.checkpoint import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    save_epoch_checkpoints,
 )
 from dlexp.classify import LoopOptions, TrainState, evaluate, fit
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
-from dlexp.interrupt import Interrupted, StopRequest
+from dlexp.interrupt import Interrupted, StopRequest, outcome
 from dlexp.runlog import RunLogger, hparams_of
 from dlexp.session import (
     Stopwatch,
@@ -226,15 +227,8 @@ class ClassificationRun:
         restore_rng(payload["rng"])
 
     def save_epoch(self, is_best: bool) -> None:
-        """last.pt every epoch, best.pt on improvement, and the last N epochs when asked."""
-        self.save("last")
-        if is_best:
-            self.save("best")
         keep = self.cfg["trainer"]["keep_last"]
-        if keep > 1:
-            self.save(f"epoch_{self.state.epoch:04d}")
-            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
-                old.unlink()  # only after the newer copy is safely on disk
+        save_epoch_checkpoints(self.save, self.ckpt_dir, self.state.epoch, is_best, keep)
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self, resume: Path | None = None) -> float:
@@ -269,20 +263,8 @@ class ClassificationRun:
                     )
                 test = self.finish()
                 status = "done"
-        except Interrupted as exc:
-            error = str(exc)
-            raise
-        except trial.Pruned as exc:
-            status, error = "pruned", str(exc)
-            raise
-        except KeyboardInterrupt:
-            status, error = "interrupted", "aborted by a second signal; last.pt is the one before"
-            raise
-        except DlexpError as exc:
-            error = str(exc)
-            raise
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            status, error = outcome(exc)
             raise
         finally:
             self.reporter.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 MANIFEST = "manifest.json"
 
@@ -216,7 +216,7 @@ def _gpu_count() -> int:
 
 def parallel_jobs(hydra_cfg: Any) -> int:
     """How many jobs the launcher runs at once (joblib's n_jobs; 1 for the basic launcher)."""
-    launcher = OmegaConf.select(hydra_cfg, "launcher") or {}
+    launcher = hydra_cfg.get("launcher") or {}
     n = launcher.get("n_jobs") if hasattr(launcher, "get") else None
     if isinstance(n, int) and n < 0:
         return max(1, (os.cpu_count() or 1) + 1 + n)  # joblib: -1 means all cores

@@ -87,6 +87,17 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
     assert_same_training(single, run)
 
+    # resume works under torchrun too: train the same run one epoch further
+    proc = subprocess.run(
+        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp",
+         "resume", str(run), "trainer.epochs=2"],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["epochs_completed"] == 2
+    assert summary["steps"] == 16 and len(losses(run)) == 4, "each logged step once"
+
 
 def test_two_nodes_meet_through_a_c10d_rendezvous(single, tmp_path):
     port = free_port()

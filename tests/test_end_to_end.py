@@ -145,3 +145,23 @@ def test_a_sweep_runs_every_job_in_its_own_named_folder(tmp_path):
         summary = json.loads((sweep / job / "summary.json").read_text())
         assert summary["status"] == "done"
     assert latest_run(tmp_path).parent == sweep
+
+
+def test_python_m_dlexp_train_is_the_same_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlexp.train", "--cfg", "job", "model=mlp"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dlexp.models.cnn.MLP" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "dlexp.train", "optim.lrr=1"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "Did you mean 'optim.lr'" in bad.stderr

@@ -79,3 +79,19 @@ def test_non_dlexp_file_is_refused_with_a_clear_message(tmp_path: Path):
         load_checkpoint(path)
     with pytest.raises(DlexpError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_parallel_sweep_jobs_share_cores_and_take_their_own_gpu(monkeypatch):
+    from dlexp.sweep import parallel_jobs, pin_job
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    pinned = [pin_job({"device": "auto", "threads": None}, num, 4) for num in range(6)]
+    assert [p["device"] for p in pinned] == ["cuda:0", "cuda:1", "cuda:2"] * 2
+    assert {p["threads"] for p in pinned} == {4}
+    assert pin_job({"device": "cpu", "threads": 2}, 5, 4) == {"device": "cpu", "threads": 2}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert pin_job({"device": "auto", "threads": None}, 1, 1) == {"device": "auto", "threads": None}
+    assert parallel_jobs({"launcher": {"n_jobs": 3}}) == 3
+    assert parallel_jobs({"launcher": {"n_jobs": -1}}) == 16
+    assert parallel_jobs({}) == 1
