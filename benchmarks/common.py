@@ -31,11 +31,13 @@ def machine() -> dict[str, Any]:
 
 
 def interleaved(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-    """Run each candidate `repeats` times, alternating (ABAB...), so drift hits all alike."""
+    """Run each candidate `repeats` times, interleaved, so drift hits all alike; the order
+    is reversed every other round (ABC CBA ...) so no candidate always runs first."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(fn())
+    order = list(fns)
+    for round_ in range(repeats):
+        for name in order if round_ % 2 == 0 else reversed(order):
+            times[name].append(fns[name]())
     return times
 
 

@@ -76,6 +76,9 @@ class Reporter:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            # redraw only when the loop reports (once per log interval): a refresh thread
+            # would compete with training for the interpreter and the cores
+            auto_refresh=False,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=total_batches, completed=done, stats="")
@@ -84,7 +87,7 @@ class Reporter:
         """Called once per log interval with values already read back from the device."""
         text = "  ".join(f"{k} {_fmt(v)}" for k, v in stats.items()) + f"  {rate:,.0f} samples/s"
         if self._progress is not None:
-            self._progress.update(self._task, completed=batches_done, stats=text)
+            self._progress.update(self._task, completed=batches_done, stats=text, refresh=True)
 
     def end_epoch(self, row: Mapping[str, Any]) -> None:
         if self._progress is not None:
