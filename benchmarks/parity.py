@@ -45,7 +45,7 @@ def make_run(
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = to_plain(compose("config", overrides=overrides))
     run_dir.mkdir(parents=True)
-    run = ClassificationRun(cfg, run_dir, {"model": "lenet"})
+    run = ClassificationRun(cfg, run_dir, {})
     run.build()
     # a real progress bar, drawn into memory instead of a terminal
     run.reporter.console = Console(file=io.StringIO(), force_terminal=True, width=120)
@@ -79,8 +79,11 @@ def dlexp_epoch(run) -> float:
     return elapsed
 
 
-def reference_epoch(model, optimizer, x, y, batch_size: int, epoch: int, device) -> float:
-    """What a careful user writes by hand: shuffled index batches, a device-side running loss."""
+def reference_epoch(
+    model, optimizer, x, y, batch_size: int, epoch: int, device, clip: float | None = None
+) -> float:
+    """What a careful user writes by hand: shuffled index batches, a device-side running loss
+    (and gradient clipping where dlexp clips too, as it does for sequence models)."""
     import torch
     import torch.nn.functional as F
 
@@ -95,6 +98,8 @@ def reference_epoch(model, optimizer, x, y, batch_size: int, epoch: int, device)
         loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         running += loss.detach()
     running.item()
@@ -109,22 +114,25 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(bs: int, device_name: str, epochs: int, tmp: Path, extra: tuple = ()) -> list[dict]:
+def measure(
+    bs: int, device_name: str, epochs: int, tmp: Path, extra: tuple = (), model: str = "lenet"
+) -> list[dict]:
+    import copy
+
     import torch
 
-    from dlexp.models.cnn import LeNet5
-
-    same = make_run(device_name, bs, False, tmp / "same")
-    default = make_run(device_name, bs, "auto", tmp / "default", extra)
+    same = make_run(device_name, bs, False, tmp / "same", (f"model={model}",))
+    default = make_run(device_name, bs, "auto", tmp / "default", (f"model={model}", *extra))
     device = same.device
     loader = same.data.train
-    torch.manual_seed(0)
-    ref_model = LeNet5().to(device)
+    ref_model = copy.deepcopy(same.model)  # the very same network, trained by hand
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
+    clip = same.opts.grad_clip
     epoch = iter(range(10**6))
 
     def reference() -> float:
-        return reference_epoch(ref_model, ref_opt, loader.x, loader.y, bs, next(epoch), device)
+        x, y = loader.x, loader.y
+        return reference_epoch(ref_model, ref_opt, x, y, bs, next(epoch), device, clip)
 
     def several(fn, n: int = 3) -> float:  # one timing = 3 epochs: short epochs are noisy
         return sum(fn() for _ in range(n))
@@ -143,6 +151,7 @@ def measure(bs: int, device_name: str, epochs: int, tmp: Path, extra: tuple = ()
             label += " + " + " ".join(extra)
         rows.append(
             {
+                "model": model,
                 "batch": bs,
                 "loop": label,
                 "samples/s": samples / times[name],
@@ -161,6 +170,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="timed rounds (of 3 epochs) each")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=["lenet"], help="e.g. lenet lstm")
     parser.add_argument(
         "--extra",
         nargs="*",
@@ -170,13 +180,21 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    for bs in args.batch_sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows += measure(bs, args.device, args.epochs, Path(tmp), tuple(args.extra))
-    columns = ["batch", "loop", "samples/s", "reference samples/s", "ratio", "overhead us/step"]
-    name = (
-        "parity" if not args.extra else "parity_" + "_".join(e.split("=")[-1] for e in args.extra)
-    )
+    for model in args.models:
+        for bs in args.batch_sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                rows += measure(bs, args.device, args.epochs, Path(tmp), tuple(args.extra), model)
+    columns = [
+        "model",
+        "batch",
+        "loop",
+        "samples/s",
+        "reference samples/s",
+        "ratio",
+        "overhead us/step",
+    ]
+    tags = [m for m in args.models if m != "lenet"] + [e.split("=")[-1] for e in args.extra]
+    name = "_".join(["parity", *tags])
     report(name, columns, rows, {"device": args.device, "epochs": args.epochs, "extra": args.extra})
 
 
