@@ -9,5 +9,6 @@ python benchmarks/parity.py --device cuda --batch-sizes 512 --epochs 5
 python benchmarks/parity.py --device cuda --batch-sizes 512 --epochs 5 --extra trainer.precision=bf16
 python benchmarks/parity.py --device cuda --batch-sizes 512 --epochs 5 --extra trainer.precision=bf16 trainer.compile=true
 python benchmarks/data_path.py --device cuda --batch-size 512 --epochs 5
+python benchmarks/parity.py --device cuda --models lstm --batch-sizes 512 --epochs 3
 python benchmarks/time_to_accuracy.py --device cuda --target 0.97
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/*.json "$OUT"/; fi
