@@ -146,4 +146,9 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
             if isinstance(cause, OmegaConfBaseException):
                 message += f"\n{str(cause).splitlines()[0]}"
             fail(message)
+        except ValueError as exc:  # e.g. `model=nan`: Hydra reads the option as a number
+            fail(
+                f"{exc}. An option of a config group is a name (model=lenet, optim=adam); "
+                "`dlexp --help` lists every group and its options."
+            )
     raise AssertionError("unreachable")

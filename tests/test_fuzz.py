@@ -110,3 +110,13 @@ def test_validate_never_raises_on_any_value(key: str, value: Any) -> None:
     node[leaf] = value
     problems = validate(cfg)
     assert isinstance(problems, list) and all(isinstance(p, str) and p for p in problems)
+
+
+@pytest.mark.parametrize("args", [["model=nan"], ["optim=1.5"], ["data=true"]])
+def test_a_number_as_a_group_option_gets_a_message(args: list[str]) -> None:
+    """Found by the fuzz test above: Hydra raises a bare ValueError for these."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit:
+        checked_config(args, always=True)
+    assert exit.value.code == 2
+    assert "option of a config group is a name" in err.getvalue()
