@@ -26,7 +26,7 @@ from dlexp.checkpoint import (
 )
 from dlexp.config import expand_path
 from dlexp.console import Reporter
-from dlexp.data.loaders import TensorLoader, prepare_images
+from dlexp.data.pipeline import build_gan_data
 from dlexp.frechet import Evaluation, build_evaluation
 from dlexp.gan_loop import GanOptions, GanState, fit
 from dlexp.interrupt import Interrupted, StopRequest, outcome
@@ -78,7 +78,16 @@ class GanRun:
     def build(self) -> None:
         trainer, model = self.cfg["trainer"], self.cfg["model"]
         self.device = setup_torch(trainer)
-        real = self._build_data()
+        data = self.cfg["data"]
+        self.loader, real = build_gan_data(
+            data,
+            batch_size=trainer["batch_size"],
+            seed=trainer["seed"],
+            limit_train_batches=trainer["limit_train_batches"],
+            num_real=model["eval"]["num_samples"],
+            device=self.device,
+        )
+        self.channels, self.image_size = real.shape[1], real.shape[-1]
         shape = {"channels": self.channels, "image_size": self.image_size}
         example = torch.zeros(2, self.channels, self.image_size, self.image_size)
         latent = model["latent_dim"]
@@ -116,37 +125,6 @@ class GanRun:
             patience=es["patience"] if self.evaluation else None,
             min_delta=es["min_delta"],
         )
-
-    def _build_data(self) -> torch.Tensor:
-        """The training batches, in [-1, 1] (mean 0.5, std 0.5: the range of G's Tanh) and
-        resident on the device; returns the validation images for evaluation, likewise.
-
-        `drop_last`: a last batch of a few images gives batch norm useless statistics. No
-        augmentation: random crops with zero padding would teach the generator black borders.
-        """
-        from dlexp.data.vision import load_image_splits
-
-        data, trainer = self.cfg["data"], self.cfg["trainer"]
-        splits = load_image_splits(
-            data["name"],
-            expand_path(data["data_dir"]),
-            download=data["download"],
-            val_fraction=data["val_fraction"],
-            split_seed=data["split_seed"],
-        )
-        self.channels, size = splits.channels, splits.image_size
-        self.image_size, half = size, [0.5] * splits.channels
-        self.loader = TensorLoader(
-            prepare_images(splits.train_x.to(self.device), half, half, size),
-            splits.train_y.to(self.device),
-            trainer["batch_size"],
-            shuffle=True,
-            seed=trainer["seed"],
-            drop_last=len(splits.train_x) >= trainer["batch_size"],
-            limit_batches=trainer["limit_train_batches"],
-        )
-        n = min(self.cfg["model"]["eval"]["num_samples"], len(splits.val_x))
-        return prepare_images(splits.val_x[:n].to(self.device), half, half, size)
 
     def _noise(self, n: int, seed: int) -> torch.Tensor:
         """Noise from its own CPU generator: the same for a seed on any device, and drawing

@@ -139,3 +139,41 @@ def build_image_data(
         loader_kind=kind,
         val_images=val_x,
     )
+
+
+def build_gan_data(
+    data_cfg: Mapping[str, Any],
+    *,
+    batch_size: int,
+    seed: int,
+    limit_train_batches: int | None,
+    num_real: int,
+    device: torch.device,
+) -> tuple[TensorLoader, torch.Tensor]:
+    """A GAN's training batches and up to `num_real` validation images for its evaluation,
+    both in [-1, 1] (mean 0.5, std 0.5: the range of the generator's Tanh) on the device.
+
+    `drop_last`: a last batch of a few images gives batch norm useless statistics. No
+    augmentation: random crops with zero padding would teach the generator black borders.
+    """
+    from dlexp.data.vision import load_image_splits
+
+    splits = load_image_splits(
+        data_cfg["name"],
+        expand_path(data_cfg["data_dir"]),
+        download=data_cfg["download"],
+        val_fraction=data_cfg["val_fraction"],
+        split_seed=data_cfg["split_seed"],
+    )
+    size, half = splits.image_size, [0.5] * splits.channels
+    loader = TensorLoader(
+        prepare_images(splits.train_x.to(device), half, half, size),
+        splits.train_y.to(device),
+        batch_size,
+        shuffle=True,
+        seed=seed,
+        drop_last=len(splits.train_x) >= batch_size,
+        limit_batches=limit_train_batches,
+    )
+    n = min(num_real, len(splits.val_x))
+    return loader, prepare_images(splits.val_x[:n].to(device), half, half, size)
