@@ -15,6 +15,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def compose_config(overrides: Sequence[str]) -> dict[str, Any]:
+    """The shipped configs composed with `overrides`, as plain data (what `dlexp` trains)."""
+    from hydra import compose, initialize_config_dir
+
+    from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+
+    register_resolvers()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return to_plain(compose("config", overrides=list(overrides)))
+
+
 def machine() -> dict[str, Any]:
     import torch
 

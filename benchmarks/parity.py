@@ -20,20 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import interleaved, median, report
+from common import compose_config, interleaved, median, report
 
 
 def make_run(
     device: str, batch_size: int, channels_last: bool | str, run_dir: Path, extra: tuple = ()
 ):
-    from hydra import compose, initialize_config_dir
     from rich.console import Console
 
-    from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
     from dlexp.runlog import RunLogger
     from dlexp.runner import ClassificationRun
 
-    register_resolvers()
     overrides = [
         f"trainer.device={device}",
         f"trainer.batch_size={batch_size}",
@@ -42,8 +39,7 @@ def make_run(
         "trainer.seed=0",
         *extra,
     ]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = to_plain(compose("config", overrides=overrides))
+    cfg = compose_config(overrides)
     run_dir.mkdir(parents=True)
     run = ClassificationRun(cfg, run_dir, {})
     run.build()

@@ -17,21 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import interleaved, median, report
+from common import compose_config, interleaved, median, report
 
 
 def make_run(model: str, batch_size: int, run_dir: Path):
-    from hydra import compose, initialize_config_dir
     from rich.console import Console
 
-    from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
     from dlexp.gan_runner import GanRun
     from dlexp.runlog import RunLogger
 
-    register_resolvers()
     overrides = [f"model={model}", f"trainer.batch_size={batch_size}", "trainer.progress=bar"]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = to_plain(compose("config", overrides=overrides))
+    cfg = compose_config(overrides)
     run_dir.mkdir(parents=True)
     run = GanRun(cfg, run_dir, {})
     run.build()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlexp.builders import regularized_weights
 from dlexp.errors import DlexpError
 
 
@@ -252,7 +253,7 @@ def fit(
     `hooks` is the runner's side of the loop (see `ClassificationRun`): logging, progress,
     checkpoints and figures, so this function stays about training.
     """
-    weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    weights = regularized_weights(model)
     has_val = data.val.num_samples > 0
     for epoch in range(state.epoch, opts.epochs):
         if hooks.should_stop():

@@ -17,6 +17,7 @@ from typing import Any
 VISION_DATASETS = ("mnist_sample", "mnist", "fashion_mnist", "kmnist", "cifar10")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
 INITS = ("default", "xavier", "kaiming", "normal")
+POOLINGS = ("max", "avg")
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,10 @@ _COMMON_MODEL = {
     "init": Choice(*INITS),
 }
 MODELS: dict[str, dict[str, Any]] = {
-    "dlexp.models.cnn.LeNet5": {**_COMMON_MODEL, "pooling": Choice("max", "avg")},
+    "dlexp.models.cnn.LeNet5": {**_COMMON_MODEL, "pooling": Choice(*POOLINGS)},
     "dlexp.models.cnn.ConvNet": {
         **_COMMON_MODEL,
-        "pooling": Choice("max", "avg"),
+        "pooling": Choice(*POOLINGS),
         "channels": Spec("ints", lo=1),
         "convs_per_block": Int(1),
         "kernel_size": Int(1),

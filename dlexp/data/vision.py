@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from dlexp.errors import DatasetNotFoundError, DlexpError
-
-VISION_DATASETS: tuple[str, ...] = ("mnist_sample", "mnist", "fashion_mnist", "kmnist", "cifar10")
+from dlexp.schema import VISION_DATASETS  # one list, also used before torch loads
 
 # The torchvision class behind each downloadable data set.
 _TORCHVISION_CLASSES = {

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
-INITS: tuple[str, ...] = ("default", "xavier", "kaiming", "normal")
+from dlexp.schema import ACTIVATIONS, INITS  # the torch-free schema holds the valid names
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
