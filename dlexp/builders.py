@@ -209,3 +209,63 @@ def resolve_device(name: str) -> torch.device:
             f"trainer.device: '{name}' is not supported. Valid: auto, cpu, cuda, cuda:N, mps"
         )
     return device
+
+
+def build_loop_options(
+    trainer: Mapping[str, Any],
+    regularization: Mapping[str, Any],
+    model: nn.Module,
+    device: torch.device,
+    *,
+    channels_last: bool,
+    world_size: int,
+) -> Any:
+    """The classification loop's settings (`classify.LoopOptions`) from the trainer group."""
+    from dlexp.classify import LoopOptions
+    from dlexp.session import autocast_for
+
+    precision, es = str(trainer["precision"]), trainer["early_stopping"]
+    return LoopOptions(
+        epochs=trainer["epochs"],
+        log_every=trainer["log_every_n_steps"],
+        device=device,
+        autocast=lambda: autocast_for(precision, device),
+        # null: the model family's default (sequence models clip at 1.0), else off
+        grad_clip=trainer["grad_clip"] or getattr(model, "default_grad_clip", None),
+        l1=regularization["l1"],
+        l2=regularization["l2"],
+        monitor=trainer["monitor"],
+        monitor_mode=trainer["monitor_mode"],
+        patience=es["patience"],
+        min_delta=es["min_delta"],
+        channels_last=channels_last,
+        figures_every=trainer["figures_every_n_epochs"] or 0,
+        skip_nonfinite=trainer["nonfinite"] == "skip",
+        world_size=world_size,
+    )
+
+
+def build_gan_options(
+    trainer: Mapping[str, Any], model: Mapping[str, Any], device: torch.device, *, evaluating: bool
+) -> Any:
+    """The GAN loop's settings (`gan_loop.GanOptions`) from the trainer and model groups."""
+    from dlexp.gan_loop import GanOptions
+    from dlexp.session import autocast_for
+
+    precision, es = str(trainer["precision"]), trainer["early_stopping"]
+    return GanOptions(
+        epochs=trainer["epochs"],
+        latent_dim=model["latent_dim"],
+        loss=model["loss"],
+        n_critic=model["n_critic"],
+        label_smoothing=model["label_smoothing"],
+        log_every=trainer["log_every_n_steps"],
+        device=device,
+        autocast=lambda: autocast_for(precision, device),
+        grad_clip=trainer["grad_clip"],
+        eval_every=model["eval"]["every_n_epochs"],
+        eval_batch_size=trainer["eval_batch_size"],
+        # early stopping watches the Fréchet distance: without a feature network, none
+        patience=es["patience"] if evaluating else None,
+        min_delta=es["min_delta"],
+    )

@@ -86,3 +86,17 @@ def save_and_close(fig: Any, path: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
+
+
+def validation_figures(
+    preds: torch.Tensor,
+    targets: torch.Tensor,
+    classes: Sequence[str],
+    images: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """name → figure: the confusion matrix, and misclassified examples when there are images."""
+    counts = confusion_matrix(preds, targets, len(classes))
+    figs = {"confusion_matrix": confusion_figure(counts, classes)}
+    if images is not None:
+        figs["misclassified"] = misclassified_figure(images, targets, preds, classes)
+    return figs

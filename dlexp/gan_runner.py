@@ -7,7 +7,6 @@ Returns the monitored metric: the best Fréchet distance (lower is better) when
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 
 from dlexp import trial
-from dlexp.builders import build_model, build_optimizer
+from dlexp.builders import build_gan_options, build_model, build_optimizer
 from dlexp.checkpoint import (
     FORMAT,
     capture_rng,
@@ -28,22 +27,19 @@ from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_gan_data
 from dlexp.frechet import Evaluation, build_evaluation
-from dlexp.gan_loop import GanOptions, GanState, fit
-from dlexp.interrupt import Interrupted, StopRequest, outcome
+from dlexp.gan_loop import GanState, fit
+from dlexp.interrupt import StopRequest, outcome
 from dlexp.models.gan import generate
 from dlexp.runlog import RunLogger, hparams_of, write_json
 from dlexp.sample import grid_figure, write_grid
 from dlexp.session import (
     Stopwatch,
-    autocast_for,
     check_writable,
-    environment,
-    git_info,
-    now_iso,
     setup_torch,
     update_latest,
     write_run_files,
 )
+from dlexp.summary import common_fields, last_epoch_record
 
 MONITOR = "eval/frechet_distance"
 FALLBACK = "train/g_loss"
@@ -109,22 +105,8 @@ class GanRun:
                 trainer["eval_batch_size"],
             )
             self.reference = self.evaluation.reference()
-        precision, es = str(trainer["precision"]), trainer["early_stopping"]
-        self.opts = GanOptions(
-            epochs=trainer["epochs"],
-            latent_dim=latent,
-            loss=model["loss"],
-            n_critic=model["n_critic"],
-            label_smoothing=model["label_smoothing"],
-            log_every=trainer["log_every_n_steps"],
-            device=self.device,
-            autocast=lambda: autocast_for(precision, self.device),
-            grad_clip=trainer["grad_clip"],
-            eval_every=ev["every_n_epochs"],
-            eval_batch_size=trainer["eval_batch_size"],
-            patience=es["patience"] if self.evaluation else None,
-            min_delta=es["min_delta"],
-        )
+        evaluating = self.evaluation is not None
+        self.opts = build_gan_options(trainer, model, self.device, evaluating=evaluating)
 
     def _noise(self, n: int, seed: int) -> torch.Tensor:
         """Noise from its own CPU generator: the same for a seed on any device, and drawing
@@ -245,12 +227,7 @@ class GanRun:
                 if self.should_stop():
                     self.save("last")
                     status = "interrupted"
-                    raise Interrupted(
-                        f"{self.stop.requested}: stopped at step {self.state.step} (epoch "
-                        f"{self.state.epoch + 1}) and saved checkpoints/last.pt. Resume with: "
-                        f"dlexp resume {self.run_dir}",
-                        self.stop.exit_code,
-                    )
+                    raise self.stop.stopped(self.state.step, self.state.epoch, self.run_dir)
                 if self.evaluation is not None:
                     best = {f"best/{MONITOR}": self.objective()}
                     self.logger.log_metrics(best, step=self.state.step, kind="best")
@@ -290,10 +267,7 @@ class GanRun:
 
     def final(self) -> dict[str, float]:
         """The last epoch record's metrics (from metrics.jsonl: a resumed run has them all)."""
-        path, last = self.run_dir / "metrics.jsonl", {}
-        if path.is_file():
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-            last = next((r for r in reversed(records) if r.get("kind") == "epoch"), {})
+        last = last_epoch_record(self.run_dir / "metrics.jsonl")
         return {k: v for k, v in last.items() if "/" in k}
 
     def num_params(self) -> dict[str, int]:
@@ -301,35 +275,20 @@ class GanRun:
         return {n: sum(p.numel() for p in getattr(self, n).parameters()) for n in nets}
 
     def write_summary(self, status: str, error: str | None) -> None:
-        state, final, n_params = self.state, self.final(), self.num_params()
-        seconds = state.train_seconds
-        summary = {
-            "status": status,
-            "error": error,
-            "run_dir": str(self.run_dir),
-            "task": "gan",
-            "monitor": {"metric": MONITOR, "mode": "min"}
+        state, n_params = self.state, self.num_params()
+        summary = common_fields(
+            self.run_dir, self.cfg, self.choices, state,
+            status=status, error=error, clock=self.clock, device=self.device,
+        )  # fmt: skip
+        summary["task"] = "gan"
+        summary["monitor"] = (
+            {"metric": MONITOR, "mode": "min"}
             if self.evaluation
-            else {"metric": FALLBACK, "mode": "last"},
-            "best": {"value": state.best, "epoch": state.best_epoch},
-            "final": final,
-            "reference": self.reference,
-            "epochs_completed": state.epoch,
-            "steps": state.step,
-            "generator_steps": state.g_steps,
-            "stopped_early": state.stopped_early,
-            "wall_time_s": round(self.clock.elapsed, 3),
-            "train_time_s": round(seconds, 3),
-            "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
-            "num_params": sum(n_params.values()),
-            "num_params_by_net": n_params,
-            "started_at": self.clock.started_at,
-            "ended_at": now_iso(),
-            "seed": self.cfg["trainer"]["seed"],
-            "choices": dict(self.choices),
-            "environment": environment(self.device),
-            "git": git_info(Path.cwd()),
-        }
+            else {"metric": FALLBACK, "mode": "last"}
+        )
+        summary.update(reference=self.reference, generator_steps=state.g_steps)
+        summary.update(num_params=sum(n_params.values()), num_params_by_net=n_params)
+        final = summary["final"]
         write_json(self.run_dir / "summary.json", summary)
         if self.logger is None:
             return  # failed while building: the error message says it all

@@ -59,6 +59,14 @@ class StopRequest:
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.requested or "", 1)
 
+    def stopped(self, step: int, epoch: int, run_dir: object) -> Interrupted:
+        """The error that ends a run stopped on request, after last.pt has been saved."""
+        return Interrupted(
+            f"{self.requested or 'stop requested'}: stopped at step {step} (epoch {epoch + 1}) "
+            f"and saved checkpoints/last.pt. Resume with: dlexp resume {run_dir}",
+            self.exit_code,
+        )
+
 
 def outcome(exc: BaseException) -> tuple[str, str]:
     """(status, error) that summary.json records for a run that ended with `exc`."""

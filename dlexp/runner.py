@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from dlexp import distributed, figures, trial
-from dlexp.builders import build_model, build_optimizer, build_scheduler
+from dlexp.builders import build_loop_options, build_model, build_optimizer, build_scheduler
 from dlexp.checkpoint import (
     FORMAT,
     capture_rng,
@@ -20,16 +20,15 @@ from dlexp.checkpoint import (
     save_checkpoint,
     save_epoch_checkpoints,
 )
-from dlexp.classify import LoopOptions, TrainState, evaluate, fit
+from dlexp.classify import TrainState, evaluate, fit
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
-from dlexp.interrupt import Interrupted, StopRequest, outcome
+from dlexp.interrupt import StopRequest, outcome
 from dlexp.runlog import RunLogger, hparams_of
 from dlexp.session import (
     Stopwatch,
-    autocast_for,
     check_writable,
     compile_model,
     setup_torch,
@@ -105,25 +104,10 @@ class ClassificationRun:
         )
         precision = str(trainer["precision"])
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "16-mixed" else None
-        es = trainer["early_stopping"]
-        self.opts = LoopOptions(
-            epochs=trainer["epochs"],
-            log_every=trainer["log_every_n_steps"],
-            device=self.device,
-            autocast=lambda: autocast_for(precision, self.device),
-            # null: the model family's default (sequence models clip at 1.0), else off
-            grad_clip=trainer["grad_clip"] or getattr(self.model, "default_grad_clip", None),
-            l1=cfg["regularization"]["l1"],
-            l2=cfg["regularization"]["l2"],
-            monitor=trainer["monitor"],
-            monitor_mode=trainer["monitor_mode"],
-            patience=es["patience"],
-            min_delta=es["min_delta"],
-            channels_last=channels_last,
-            figures_every=trainer["figures_every_n_epochs"] or 0,
-            skip_nonfinite=trainer["nonfinite"] == "skip",
-            world_size=distributed.world_size(),
-        )
+        self.opts = build_loop_options(
+            trainer, cfg["regularization"], self.model, self.device,
+            channels_last=channels_last, world_size=distributed.world_size(),
+        )  # fmt: skip
         self._check_monitor()
 
     def _check_monitor(self) -> None:
@@ -184,16 +168,11 @@ class ClassificationRun:
     def figures(self, preds: torch.Tensor | None, targets: torch.Tensor | None, step: int) -> None:
         if preds is None or targets is None or self.logger is None:
             return
-        classes = self.data.classes
-        counts = figures.confusion_matrix(preds, targets, len(classes))
-        fig = figures.confusion_figure(counts, classes)
-        self.logger.log_figure("val/confusion_matrix", fig, step)
-        figures.save_and_close(fig, self.run_dir / "figures" / "confusion_matrix.png")
-        if getattr(self.data, "val_images", None) is None:
-            return  # not images (text): the confusion matrix says it
-        fig = figures.misclassified_figure(self.data.val_images, targets, preds, classes)
-        self.logger.log_figure("val/misclassified", fig, step)
-        figures.save_and_close(fig, self.run_dir / "figures" / "misclassified.png")
+        images = getattr(self.data, "val_images", None)  # None for text
+        figs = figures.validation_figures(preds, targets, self.data.classes, images)
+        for name, fig in figs.items():
+            self.logger.log_figure(f"val/{name}", fig, step)
+            figures.save_and_close(fig, self.run_dir / "figures" / f"{name}.png")
 
     # -- checkpoints -------------------------------------------------------------------------
     def payload(self) -> dict[str, Any]:
@@ -254,13 +233,7 @@ class ClassificationRun:
                 if self.should_stop():
                     self.save("last")
                     status = "interrupted"
-                    raise Interrupted(
-                        f"{self.stop.requested or 'stop requested'}: stopped at step "
-                        f"{self.state.step} "
-                        f"(epoch {self.state.epoch + 1}) and saved checkpoints/last.pt. "
-                        f"Resume with: dlexp resume {self.run_dir}",
-                        self.stop.exit_code,
-                    )
+                    raise self.stop.stopped(self.state.step, self.state.epoch, self.run_dir)
                 test = self.finish()
                 status = "done"
         except BaseException as exc:

@@ -24,6 +24,42 @@ def last_epoch_record(path: Path) -> dict[str, Any]:
     return last
 
 
+def common_fields(
+    run_dir: Path,
+    cfg: Mapping[str, Any],
+    choices: Mapping[str, str],
+    state: Any,
+    *,
+    status: str,
+    error: str | None,
+    clock: Stopwatch,
+    device: Any,
+) -> dict[str, Any]:
+    """What every task's summary.json says: outcome, progress, timing, provenance."""
+    seconds = state.train_seconds
+    return {
+        "status": status,
+        "error": error,
+        "run_dir": str(run_dir),
+        "best": {"value": state.best, "epoch": state.best_epoch},
+        "final": {
+            k: v for k, v in last_epoch_record(run_dir / "metrics.jsonl").items() if "/" in k
+        },
+        "epochs_completed": state.epoch,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "wall_time_s": round(clock.elapsed, 3),
+        "train_time_s": round(seconds, 3),
+        "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
+        "started_at": clock.started_at,
+        "ended_at": now_iso(),
+        "seed": cfg["trainer"]["seed"],
+        "choices": dict(choices),
+        "environment": environment(device),
+        "git": git_info(Path.cwd()),
+    }
+
+
 def write_summary(
     run_dir: Path,
     cfg: Mapping[str, Any],
@@ -37,31 +73,13 @@ def write_summary(
     clock: Stopwatch,
     device: Any,
 ) -> dict[str, Any]:
-    """Write `run_dir/summary.json` (atomically) and return it. `state` is a TrainState."""
+    """Write a classification run's `run_dir/summary.json` (atomically) and return it."""
+    summary = common_fields(
+        run_dir, cfg, choices, state, status=status, error=error, clock=clock, device=device
+    )
     trainer = cfg["trainer"]
-    last_epoch = last_epoch_record(run_dir / "metrics.jsonl")
-    seconds = state.train_seconds
-    summary = {
-        "status": status,
-        "error": error,
-        "run_dir": str(run_dir),
-        "monitor": {"metric": trainer["monitor"], "mode": trainer["monitor_mode"]},
-        "best": {"value": state.best, "epoch": state.best_epoch},
-        "final": {k: v for k, v in last_epoch.items() if "/" in k},
-        "test": dict(test),
-        "epochs_completed": state.epoch,
-        "steps": state.step,
-        "stopped_early": state.stopped_early,
-        "wall_time_s": round(clock.elapsed, 3),
-        "train_time_s": round(seconds, 3),
-        "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
-        "num_params": n_params,
-        "started_at": clock.started_at,
-        "ended_at": now_iso(),
-        "seed": trainer["seed"],
-        "choices": dict(choices),
-        "environment": environment(device),
-        "git": git_info(Path.cwd()),
-    }
+    summary["monitor"] = {"metric": trainer["monitor"], "mode": trainer["monitor_mode"]}
+    summary["test"] = dict(test)
+    summary["num_params"] = n_params
     write_json(run_dir / "summary.json", summary)
     return summary
