@@ -13,3 +13,7 @@ class DlexpError(Exception):
 
 class DatasetNotFoundError(DlexpError):
     """A data set is not on disk and cannot be downloaded."""
+
+
+class FolderOccupied(DlexpError):
+    """The run folder already holds a run, and nothing said to continue or skip it."""

@@ -25,6 +25,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 MANIFEST = "manifest.json"
+FAILED = ("failed", "incomplete", "refused")  # a sweep with any of these exits with status 1
+
+
+class Refused(float):
+    """A job's result when its folder already held a run and nothing said to resume it: NaN to
+    a sweeper, "refused" in the manifest, and the job's own summary.json is left as it was."""
+
+    def __new__(cls, reason: str) -> Refused:
+        value = super().__new__(cls, "nan")
+        value.reason = reason
+        return value
+
+    reason: str
 
 
 @contextmanager
@@ -87,6 +100,9 @@ class SweepCallback(Callback):
         entry = job_entry(
             Path(hc.runtime.output_dir), int(hc.job.num), list(hc.overrides.task), crashed
         )
+        refused = getattr(job_return, "_return_value", None)
+        if isinstance(refused, Refused):  # this sweep did not touch the job's folder
+            entry.update(status="refused", error=refused.reason)
         record_job(Path(hc.sweep.dir), entry)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -95,7 +111,7 @@ class SweepCallback(Callback):
             return
         manifest = read_manifest(sweep_dir)
         print_summary(manifest, str(config.trainer.get("monitor_mode", "max")))
-        if any(j["status"] in ("failed", "incomplete") for j in manifest["jobs"].values()):
+        if any(j["status"] in FAILED for j in manifest["jobs"].values()):
             raise SystemExit(1)  # the table above says which jobs failed and where their logs are
 
 
@@ -116,6 +132,7 @@ def ranked(jobs: list[dict], mode: str) -> list[dict]:
 def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
     """The sweep at a glance: overrides shared by every job once, then a row per job."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     jobs = ranked(list(manifest["jobs"].values()), mode)
@@ -136,8 +153,9 @@ def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
         style = {"done": "", "pruned": "dim", "interrupted": "yellow"}.get(job["status"], "red")
         own = " ".join(o for o in job["overrides"] if o not in shared)
         table.add_row(str(job["num"]), own, job["status"], shown, where, style=style)
-        if job["status"] == "failed" and job.get("error"):
-            table.add_row("", f"[red]{' '.join(job['error'].split())[:240]}[/]", "", "", "")
+        if job["status"] in ("failed", "refused") and job.get("error"):
+            error = escape(" ".join(job["error"].split())[:240])
+            table.add_row("", f"[red]{error}[/]", "", "", "")
     counts = {s: sum(j["status"] == s for j in jobs) for s in {j["status"] for j in jobs}}
     console = Console(highlight=False)
     console.print(table)

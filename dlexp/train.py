@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.errors import DlexpError
+from dlexp.errors import DlexpError, FolderOccupied
 from dlexp.interrupt import Interrupted
 from dlexp.schema import validate
 
@@ -91,23 +91,29 @@ def hydra_main(cfg: DictConfig) -> float:
         print_error(str(exc))
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
-            from dlexp.sweep import write_failed_summary
+            from dlexp.sweep import Refused, write_failed_summary
 
-            write_failed_summary(Path(hc.runtime.output_dir), str(exc))
+            if isinstance(exc, FolderOccupied):  # the folder's own run stays as it was
+                outcome: float = Refused(str(exc))
+            else:
+                write_failed_summary(Path(hc.runtime.output_dir), str(exc))
+                outcome = float("nan")
             if not cfg.get("fail_fast", False):
-                return float("nan")  # one bad job must not stop the rest of the sweep
-            record_job_now()  # fail_fast: the first failed job stops the sweep
+                return outcome  # one bad job must not stop the rest of the sweep
+            record_job_now(outcome)  # fail_fast: the first failed job stops the sweep
         sys.exit(2)
 
 
-def record_job_now() -> None:
+def record_job_now(outcome: float | None = None) -> None:
     """Put this sweep job in the manifest before exiting (an exit skips Hydra's callbacks)."""
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return
-    from dlexp.sweep import job_entry, record_job
+    from dlexp.sweep import Refused, job_entry, record_job
 
     entry = job_entry(Path(hc.runtime.output_dir), hc.job.num, list(hc.overrides.task))
+    if isinstance(outcome, Refused):
+        entry.update(status="refused", error=outcome.reason)
     record_job(Path(hc.sweep.dir), entry)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dlexp.errors import DlexpError
+from dlexp.errors import DlexpError, FolderOccupied
 from dlexp.schema import unknown_key, validate
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
@@ -229,14 +229,14 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
     if not summary_path.is_file() and not ckpt.is_file():
         return None, None
     if cfg.get("resume") != "auto":
-        raise DlexpError(
+        raise FolderOccupied(
             f"{run_dir} already holds a run. Pass resume=auto to continue it (or to skip it "
             "when it is finished), or choose another hydra.run.dir / hydra.sweep.dir."
         )
     saved, _ = load_run_config(run_dir)
     changed = [k for k in _differences(saved, cfg) if k not in SAFE_ON_RESUME and k != "resume"]
     if changed:
-        raise DlexpError(
+        raise FolderOccupied(
             f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
             "Use another folder, or the same settings as that run."
         )

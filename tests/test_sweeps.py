@@ -113,9 +113,16 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     summary = json.loads(Path(jobs["1"]["run_dir"], "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["steps"] == 60
 
+    # a crash (SIGKILL) leaves last.pt and no summary.json: a refusal must not write one
+    Path(jobs["1"]["run_dir"], "summary.json").unlink()
     again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}")  # without resume=auto
     assert "already holds a run. Pass resume=auto" in again.stderr
+    assert again.returncode == 1, "a sweep whose jobs were all refused did not succeed"
+    assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["refused", "refused"]
+    assert "2 refused" in again.stdout
     assert Path(jobs["0"]["run_dir"], "metrics.jsonl").read_text() == first_metrics
+    assert json.loads(Path(jobs["0"]["run_dir"], "summary.json").read_text())["status"] == "done"
+    assert not Path(jobs["1"]["run_dir"], "summary.json").exists()
 
 
 def test_fifty_tiny_jobs_in_parallel_are_all_accounted_for(tmp_path):
