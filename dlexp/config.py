@@ -5,6 +5,8 @@ Nothing here imports torch: `dlexp --help`, `--cfg job` and config errors answer
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -37,6 +39,8 @@ def unique_dir(parent: str, name: str) -> str:
     key = (parent, name)
     if key in _claimed:
         return _claimed[key]
+    if not _claimed:
+        atexit.register(_remove_unused_claims)
     if os.environ.get("RANK", "0") != "0":
         # torchrun: rank 0 claims the run folder and tells the others (dlexp.distributed);
         # Hydra's own files of the other ranks go to a scratch folder
@@ -63,6 +67,15 @@ def slug(text: str, max_len: int = 120) -> str:
     text = re.sub(r"[/\\\s]+", "-", str(text))
     text = re.sub(r"[^A-Za-z0-9._=,+@%-]", "_", text)
     return text[:max_len] or "run"
+
+
+def _remove_unused_claims() -> None:
+    """Folders claimed but never used are removed at exit: Hydra resolves a default
+    `hydra.sweep.dir` even when a config replaces it, and a command that fails before its first
+    job leaves its folder empty. `rmdir` removes only empty folders, never a run's files."""
+    for path in _claimed.values():
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 def register_resolvers() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,44 @@ def first_job_overrides(overrides: list[str]) -> list[str] | None:
             if o.is_delete():
                 out.append(o.input_line)
                 continue
-            prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
-            out.append(f"{prefix}{o.get_key_element()}={_first_value(o)}")
+            # the key element keeps its own + / ++ prefix
+            out.append(f"{o.get_key_element()}={_first_value(o)}")
         return out
     except Exception:  # parse errors, glob sweeps...: Hydra reports those itself
         return None
+
+
+def check_sweep_options(overrides: list[str], config_dirs: list[Path]) -> None:
+    """Every option of a swept config group must exist: the first job alone is composed here,
+    and Hydra would find a bad later value only after creating the sweep folder."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return  # Hydra reports its own parse errors
+    for o in parsed:
+        group = o.key_or_group
+        if not isinstance(o.value(), ChoiceSweep) or group.startswith("hydra"):
+            continue
+        folders = [d / group for d in config_dirs if (d / group).is_dir()]
+        if not folders:
+            continue  # a key, not a config group
+        valid = sorted({f.stem for d in folders for f in d.glob("*.yaml")})
+        chosen = [
+            v for item in o.value().list for v in (item if isinstance(item, list) else [item])
+        ]
+        for value in map(str, chosen):  # regularization=[l2,dropout],[none]: each name
+            if value not in valid:
+                close = difflib.get_close_matches(value, valid, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                fail(
+                    f"{group}={value} (in the sweep {o.input_line}): no such option.{hint} "
+                    f"Options of {group}: {', '.join(valid)}"
+                )
 
 
 def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
@@ -89,6 +123,8 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     overrides = first_job_overrides(args.overrides or [])
     if overrides is None:
         return None
+    extra_dirs = [Path(args.config_dir).absolute()] if args.config_dir else []
+    check_sweep_options(args.overrides or [], [CONFIG_DIR, *extra_dirs])
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     if args.config_dir:
         overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
@@ -143,6 +179,12 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
                 with contextlib.suppress(HydraException, OmegaConfBaseException):
                     fail(explain_unknown_key(key, hydra_compose(config_name, overrides=rest)))
             message = str(exc).split("\nConfig search path:")[0].strip()
+            group = re.match(r"Multiple values for (\S+)\. To override", message)
+            if group:  # `+experiment=x` for a group the defaults already have
+                fail(
+                    f"+{group[1]}=...: {group[1]} is already in the defaults, so it is "
+                    f"chosen, not added: write {group[1]}=<option> without the +"
+                )
             if isinstance(cause, OmegaConfBaseException):
                 message += f"\n{str(cause).splitlines()[0]}"
             fail(message)

@@ -72,6 +72,20 @@ def test_a_failing_job_leaves_the_others_and_fail_fast_stops(tmp_path):
     assert sorted(jobs) == ["0", "1"] and jobs["1"]["status"] == "failed", "job 2 never ran"
 
 
+def test_a_config_that_sets_the_sweep_folder_leaves_no_other_folder(tmp_path):
+    # Hydra resolves the default hydra.sweep.dir (which claims a folder) before the user's
+    # config replaces it; the unused claim must be gone when the sweep ends
+    own = tmp_path / "my_configs" / "experiment"
+    own.mkdir(parents=True)
+    (own / "mine.yaml").write_text("# @package _global_\nhydra:\n  sweep:\n    dir: mine\n")
+    proc = run_cli(
+        tmp_path, "-m", "--config-dir", "my_configs", "experiment=mine", *TINY, "optim=sgd,adam"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [j["status"] for j in manifest(tmp_path / "mine").values()] == ["done", "done"]
+    assert list((tmp_path / "outputs").glob("sweeps/*")) == []
+
+
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     args = [
         "-m",
