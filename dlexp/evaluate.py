@@ -38,7 +38,7 @@ def evaluate_run(argv: list[str]) -> int:
     run_dir = find_run(args[0])
     options = parse_options(args[1:], {"ckpt": CHECKPOINTS, "split": SPLITS})
     cfg, choices = load_run_config(run_dir)
-    check_trust(cfg, run_dir, "--trust" in flags)
+    check_trust(cfg, run_dir / "config.yaml", "--trust" in flags)
     if cfg["model"].get("task", "classify") != "classify":
         raise DlexpError("dlexp eval evaluates classifiers; for a GAN run use dlexp sample")
     ckpt_path = run_dir / "checkpoints" / f"{options['ckpt']}.pt"

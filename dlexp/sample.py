@@ -100,15 +100,18 @@ def grid_figure(grid: Any, title: str) -> Any:
     return fig
 
 
-def draw(checkpoint: Path, n: int, seed: int) -> tuple[Any, dict[str, Any]]:
+def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any, dict[str, Any]]:
     """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
     import torch
 
     from dlexp.builders import build_model
     from dlexp.checkpoint import load_checkpoint
     from dlexp.models.gan import generate
+    from dlexp.verbs import check_trust
 
     payload = load_checkpoint(checkpoint, "cpu")
+    # the generator is built from the checkpoint's own config, which config.yaml may not match
+    check_trust(payload["config"], checkpoint, trust)
     model, data = payload["config"]["model"], payload["data"]
     inputs = {
         "latent_dim": model["latent_dim"],
@@ -131,10 +134,11 @@ def sample(argv: list[str]) -> Path:
     options = parse_args(args[1:])
     run_dir = find_run(args[0])
     cfg, checkpoint = check_gan_run(run_dir, options["ckpt"])
-    check_trust(cfg, run_dir, "--trust" in flags)
+    trust = "--trust" in flags
+    check_trust(cfg, run_dir / "config.yaml", trust)
     n, seed, ckpt = options["n"], options["seed"], options["ckpt"]
     out = options["out"] or run_dir / "figures" / f"sample_{ckpt}_seed{seed}_n{n}.png"
-    images, payload = draw(checkpoint, n, seed)
+    images, payload = draw(checkpoint, n, seed, trust)
     write_grid(images, out)
     epoch = payload["train_state"]["epoch"]
     print(f"wrote {n} samples (seed {seed}, {ckpt}.pt from epoch {epoch}) to {out}")

@@ -86,11 +86,12 @@ def untrusted_targets(node: Any) -> list[str]:
     return found
 
 
-def check_trust(cfg: Mapping[str, Any], run_dir: Path, trust: bool) -> None:
+def check_trust(cfg: Mapping[str, Any], source: Path, trust: bool) -> None:
+    """`source` (a config.yaml or a checkpoint) may name only trusted code, unless `trust`."""
     targets = untrusted_targets(cfg)
     if targets and not trust:
         raise DlexpError(
-            f"{run_dir / 'config.yaml'} names code outside dlexp, torch and torchvision: "
+            f"{source} names code outside dlexp, torch and torchvision: "
             f"{', '.join(sorted(set(targets)))}. A run folder from someone else can run any "
             "importable code this way; if you trust it, pass --trust."
         )
@@ -159,6 +160,22 @@ def run_task(
     return run_classification(cfg, run_dir, choices, resume=resume)
 
 
+FIXED_LENGTH_SCHEDULES = ("cosine", "onecycle")
+
+
+def check_schedule_length(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+    """Cosine and one-cycle schedules are laid out over the run's length: a resumed run can't
+    change trainer.epochs without a jump in the learning rate (or, for one-cycle, a crash)."""
+    name = cfg["scheduler"]["name"]
+    before, after = saved["trainer"]["epochs"], cfg["trainer"]["epochs"]
+    if name in FIXED_LENGTH_SCHEDULES and before != after:
+        raise DlexpError(
+            f"trainer.epochs={after}: this run's scheduler={name} is laid out over its "
+            f"{before} epochs and cannot be stretched on resume. Resume with trainer.epochs="
+            f"{before}, or start a new run: dlexp rerun <run folder> trainer.epochs={after}"
+        )
+
+
 def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
     """The checkpoint to continue from; a clear message when there is nothing to do."""
     ckpt = run_dir / "checkpoints" / "last.pt"
@@ -170,9 +187,11 @@ def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
         done = summary.get("epochs_completed", 0)
         epochs = cfg["trainer"]["epochs"]
         if summary.get("status") == "done" and (done >= epochs or summary.get("stopped_early")):
+            longer = f"dlexp resume {run_dir} trainer.epochs={epochs + 10}"
+            if cfg["scheduler"]["name"] in FIXED_LENGTH_SCHEDULES:  # see check_schedule_length
+                longer = f"dlexp rerun {run_dir} trainer.epochs={epochs + 10} (a new run)"
             raise DlexpError(
-                f"{run_dir} already finished ({done} of {epochs} epochs). To train it longer: "
-                f"dlexp resume {run_dir} trainer.epochs={epochs + 10}"
+                f"{run_dir} already finished ({done} of {epochs} epochs). To train longer: {longer}"
             )
     return ckpt
 
@@ -184,9 +203,10 @@ def resume(argv: list[str]) -> float:
         raise DlexpError("usage: dlexp resume <run folder | latest> [key=value ...] [--force]")
     run_dir = find_run(args[0])
     saved, choices = load_run_config(run_dir)
-    check_trust(saved, run_dir, "--trust" in flags)
+    check_trust(saved, run_dir / "config.yaml", "--trust" in flags)
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg)
+    check_schedule_length(saved, cfg)
     ckpt = check_resumable(run_dir, cfg)
     log_to_file(run_dir)
     return run_task(cfg, run_dir, choices, resume=ckpt)
@@ -203,7 +223,7 @@ def rerun(argv: list[str]) -> float:
         raise DlexpError("usage: dlexp rerun <run folder | latest> [key=value ...]")
     source = find_run(args[0])
     saved, choices = load_run_config(source)
-    check_trust(saved, source, "--trust" in flags)
+    check_trust(saved, source / "config.yaml", "--trust" in flags)
     cfg = apply_overrides(saved, args[1:], None, force=True)
     check_valid(cfg)
     root = expand_path(cfg["paths"]["output_root"])
@@ -240,6 +260,7 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
             f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
             "Use another folder, or the same settings as that run."
         )
+    check_schedule_length(saved, cfg)
     objective = finished_objective(run_dir, cfg["trainer"]["epochs"])
     if objective is not None:
         return None, objective

@@ -178,6 +178,23 @@ def test_sample_bad_input_gets_one_message_and_exit_2(
     assert proc.returncode == 2 and "not a GAN run" in proc.stderr, proc.stderr
 
 
+def test_sample_checks_the_checkpoints_own_config_for_foreign_code(gan_run, tmp_path, capsys):
+    # the generator is built from the config inside best.pt, not from config.yaml
+    run, _, _ = gan_run
+    copy = tmp_path / "copy"
+    (copy / "checkpoints").mkdir(parents=True)
+    (copy / "config.yaml").write_text((run / "config.yaml").read_text())
+    payload = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    payload["config"]["model"]["generator"]["_target_"] = "somebody.elses.Generator"
+    torch.save(payload, copy / "checkpoints" / "best.pt")
+    assert sample_main([str(copy), "n=4"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "best.pt names code outside dlexp" in err and "somebody.elses.Generator" in err
+    assert not (copy / "figures").exists()
+    assert sample_main([str(copy), "n=4", "--trust"]) == 2  # trusted, but it doesn't exist
+    assert "somebody" in capsys.readouterr().err
+
+
 # -- resume --------------------------------------------------------------------------------------
 
 EXACT = (

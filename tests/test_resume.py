@@ -44,10 +44,21 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
-def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(make_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        # the DataLoader path, and a schedule with warm-up whose state must come back exactly
+        ("data.loader=dataloader", "scheduler=cosine", "scheduler.warmup_epochs=0.5"),
+    ],
+    ids=["tensor", "dataloader_cosine"],
+)
+def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
+    make_cfg, tmp_path, monkeypatch, extra
+):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(make_cfg(*EXACT), resolve=True)
+    cfg = OmegaConf.to_container(make_cfg(*EXACT, *extra), resolve=True)
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     straight.mkdir()
     broken.mkdir()
@@ -220,6 +231,21 @@ def test_resume_refuses_unsafe_changes_and_finished_runs(make_cfg, tmp_path):
     resume([str(run_dir), "trainer.epochs=2"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["epochs_completed"] == 2
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_resume_refuses_to_stretch_a_fixed_length_schedule(make_cfg, tmp_path, schedule):
+    # the saved schedule is laid out over 1 epoch: one-cycle would crash past its end and
+    # cosine would climb back from min_lr
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train(make_cfg("trainer=debug", "trainer.progress=none", f"scheduler={schedule}"), run_dir)
+    before = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(DlexpError, match=f"scheduler={schedule} is laid out over its 1 epochs"):
+        resume([str(run_dir), "trainer.epochs=2"])
+    with pytest.raises(DlexpError, match="dlexp rerun .* trainer.epochs=11 .a new run"):
+        resume([str(run_dir)])
+    assert (run_dir / "metrics.jsonl").read_text() == before, "nothing written"
 
 
 def test_auto_resume_continues_a_requeued_job(tmp_path):

@@ -195,6 +195,9 @@ class DataLoaderBatches:
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
+            # its own generator: each new iterator draws a base seed, which must not come from
+            # the global RNG (dropout's), or a resumed run would draw different masks
+            generator=torch.Generator().manual_seed(index.seed),
         )
 
     @property
