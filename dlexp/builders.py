@@ -66,10 +66,16 @@ def build_model(
     for key, value in inputs.items():
         if kwargs.get(key) is None:
             kwargs[key] = value
-    for key in ("dropout", "batch_norm"):
-        if regularization.get(key) is not None:
-            kwargs[key] = regularization[key]
-            injected.add(key)
+    switches = {k: regularization[k] for k in ("dropout", "batch_norm") if k in regularization}
+    switches = {k: v for k, v in switches.items() if v is not None}
+    takes = inspect.signature(cls).parameters
+    missing = [k for k in switches if k not in takes]
+    if missing and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values()):
+        raise DlexpError(
+            f"regularization.{missing[0]}: {cls.__name__} has no {missing[0]} argument, so "
+            f"regularization={missing[0].replace('_', '')} cannot apply to it"
+        )
+    kwargs.update(switches)
     model = _call_with_known_kwargs("model", cls, kwargs, injected)
     if not isinstance(model, nn.Module):
         raise DlexpError(f"model._target_ {model_cfg['_target_']} did not build an nn.Module")

@@ -250,6 +250,25 @@ def _check_target_group(
     return _check_table(group, node, table) if table is not None else []
 
 
+def _check_switches(
+    regularization: Mapping[str, Any], model: Mapping[str, Any], tables: Mapping[str, Any]
+) -> list[str]:
+    """regularization=[dropout] / [batchnorm] on a model without that switch is a mistake."""
+    table = tables.get(model.get("_target_"))
+    if table is None:
+        return []  # a user's own class: the builder checks its signature
+    problems = []
+    for key in ("dropout", "batch_norm"):
+        if regularization.get(key) is not None and key not in table:
+            have = sorted(t.rsplit(".", 1)[-1] for t, tab in tables.items() if key in tab)
+            name = str(model["_target_"]).rsplit(".", 1)[-1]
+            problems.append(
+                f"regularization.{key}: {name} has no {key} switch; models with one: "
+                f"{', '.join(have)}"
+            )
+    return problems
+
+
 def validate(cfg: Mapping[str, Any]) -> list[str]:
     """Every problem in a resolved, plain config; empty when the config is valid."""
     from dlexp import schema_gan, schema_text
@@ -283,6 +302,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     elif task == "classify":
         tables = {**MODELS, **schema_text.MODELS}
         problems += _check_target_group("model", model, tables)
+        problems += _check_switches(cfg.get("regularization") or {}, model, tables)
         problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
         problems += schema_text.check_combination(cfg)
     else:

@@ -77,6 +77,10 @@ PREFLIGHT_CASES = {
     "dropout_one": (["model.dropout=1.0"], [ONE, "model.dropout", "must be < 1", "1.0"]),
     "batch_size_zero": (["trainer.batch_size=0"], [ONE, "trainer.batch_size", "must be >= 1"]),
     "misspelt_key": (["optim.lrr=0.1"], ["optim.lrr", "Did you mean 'optim.lr'"]),
+    "batchnorm_on_an_lstm": (
+        ["model=lstm", "regularization=[batchnorm]"],
+        [ONE, "regularization.batch_norm", "RNNClassifier has no batch_norm", "LeNet5"],
+    ),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],
@@ -200,3 +204,22 @@ def test_run_that_fails_at_start_leaves_no_folder_or_a_failed_summary(
         summary = json.loads(summary_file.read_text())
         assert summary["status"] == "failed"
         assert summary["error"]
+
+
+def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> None:
+    import torch
+
+    from dlexp.builders import build_model
+    from dlexp.errors import DlexpError
+
+    class Plain(torch.nn.Module):  # no dropout argument
+        def __init__(self, num_classes: int) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, num_classes)
+
+    target = f"{__name__}.Plain"
+    globals()["Plain"] = Plain
+    inputs = {"num_classes": 3}
+    assert isinstance(build_model({"_target_": target}, {"dropout": None}, inputs), Plain)
+    with pytest.raises(DlexpError, match="regularization.dropout: Plain has no dropout"):
+        build_model({"_target_": target}, {"dropout": 0.5}, inputs)
