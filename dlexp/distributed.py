@@ -62,6 +62,13 @@ def device_for_rank(device_name: str) -> str:
         import torch
 
         if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            if local_rank() >= count:
+                raise DlexpError(
+                    f"process {local_rank()} of this node has no GPU of its own: the node has "
+                    f"{count}. Start torchrun with --nproc_per_node={count} or fewer, or set "
+                    "trainer.device=cpu"
+                )
             return f"cuda:{local_rank()}"
         return "cpu"
     return device_name

@@ -9,6 +9,7 @@ run that does not do what its config says.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -144,6 +145,16 @@ def _unused_settings(cfg: Mapping[str, Any]) -> list[str]:
         problems.append(
             "trainer.nonfinite: GANs stop on a non-finite loss (skipping would need a host sync "
             "per step), got skip; use stop"
+        )
+    if trainer.get("compile"):
+        problems.append(
+            "trainer.compile: not supported for GANs yet (two networks, two optimizers), got "
+            "true; use false"
+        )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        problems.append(
+            "GANs train in one process: under torchrun every process would train its own copy "
+            "on all the data; start it with plain `dlexp` instead"
         )
     if trainer.get("overfit_batches"):
         problems.append(

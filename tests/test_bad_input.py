@@ -81,6 +81,10 @@ PREFLIGHT_CASES = {
         ["model=lstm", "regularization=[batchnorm]"],
         [ONE, "regularization.batch_norm", "RNNClassifier has no batch_norm", "LeNet5"],
     ),
+    "compile_a_gan": (
+        ["model=gan", "trainer.compile=true"],
+        [ONE, "trainer.compile: not supported for GANs"],
+    ),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],
@@ -223,3 +227,32 @@ def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> N
     assert isinstance(build_model({"_target_": target}, {"dropout": None}, inputs), Plain)
     with pytest.raises(DlexpError, match="regularization.dropout: Plain has no dropout"):
         build_model({"_target_": target}, {"dropout": 0.5}, inputs)
+
+
+def test_a_gan_under_torchrun_is_refused(make_cfg, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from dlexp.schema import validate
+
+    cfg = OmegaConf.to_container(make_cfg("model=gan"), resolve=True)
+    assert validate(cfg) == []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (problem,) = validate(cfg)
+    assert "GANs train in one process" in problem and "plain `dlexp`" in problem
+
+
+def test_more_processes_than_gpus_is_an_error(monkeypatch) -> None:
+    import torch
+
+    from dlexp import distributed
+    from dlexp.errors import DlexpError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.device_for_rank("auto") == "cuda:0"
+    assert distributed.device_for_rank("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(DlexpError, match="--nproc_per_node=1 or fewer"):
+        distributed.device_for_rank("cuda")

@@ -18,6 +18,7 @@ from tests.conftest import cli_env, read_jsonl
 pytestmark = pytest.mark.slow
 
 ARGS = (
+    "trainer.device=cpu",  # gloo on the CPU, also on a machine with GPUs
     "trainer.epochs=1",
     "trainer.limit_train_batches=8",
     "trainer.log_every_n_steps=4",
