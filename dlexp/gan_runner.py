@@ -176,6 +176,7 @@ class GanRun:
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
             "fixed_noise": self.fixed_noise.cpu(),
+            "reference": dict(self.reference),  # the untrained G's distance: measured once
             "train_state": dataclasses.asdict(self.state),
             "rng": capture_rng(),
             "config": dict(self.cfg),
@@ -197,6 +198,7 @@ class GanRun:
         self.opt_g.load_state_dict(payload["optimizer_g"])
         self.opt_d.load_state_dict(payload["optimizer_d"])
         self.fixed_noise = payload["fixed_noise"].to(self.device)
+        self.reference.update(payload.get("reference") or {})
         self.state = GanState(**payload["train_state"])
         restore_rng(payload["rng"])
 

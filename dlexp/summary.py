@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,8 +36,15 @@ def common_fields(
     clock: Stopwatch,
     device: Any,
 ) -> dict[str, Any]:
-    """What every task's summary.json says: outcome, progress, timing, provenance."""
+    """What every task's summary.json says: outcome, progress, timing, provenance.
+
+    A resumed run's folder still holds the summary of its earlier part: the start time and the
+    wall time count from the first start, over every session."""
     seconds = state.train_seconds
+    earlier: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        earlier = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    wall = clock.elapsed + float(earlier.get("wall_time_s") or 0.0)
     return {
         "status": status,
         "error": error,
@@ -48,10 +56,11 @@ def common_fields(
         "epochs_completed": state.epoch,
         "steps": state.step,
         "stopped_early": state.stopped_early,
-        "wall_time_s": round(clock.elapsed, 3),
+        "wall_time_s": round(wall, 3),
         "train_time_s": round(seconds, 3),
         "samples_per_sec": round(state.samples / seconds, 1) if seconds else None,
-        "started_at": clock.started_at,
+        "started_at": earlier.get("started_at") or clock.started_at,
+        "sessions": int(earlier.get("sessions") or 1) + 1 if earlier else 1,
         "ended_at": now_iso(),
         "seed": cfg["trainer"]["seed"],
         "choices": dict(choices),

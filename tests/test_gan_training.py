@@ -228,7 +228,11 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert _comparable(read_jsonl(a / "metrics.jsonl")) == _comparable(
         read_jsonl(b / "metrics.jsonl")
     )
-    assert json.loads((b / "summary.json").read_text())["status"] == "done"
+    sa, sb = (json.loads((run / "summary.json").read_text()) for run in (a, b))
+    assert sb["status"] == "done"
+    for key in ("best", "final", "reference", "epochs_completed", "steps", "generator_steps"):
+        assert sa[key] == sb[key], key
+    assert "untrained/frechet_distance" in sb["reference"]
 
 
 @pytest.fixture(scope="module")

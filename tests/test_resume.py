@@ -71,6 +71,7 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
     assert "dlexp resume" in str(stopped.value)
     summary = json.loads((broken / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["steps"] == 14
+    assert summary["sessions"] == 1
     monkeypatch.undo()
 
     run_classification(cfg, broken, {"model": "lenet"}, resume=broken / "checkpoints" / "last.pt")
@@ -81,7 +82,10 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
     assert _comparable(read_jsonl(straight / "metrics.jsonl")) == _comparable(
         read_jsonl(broken / "metrics.jsonl")
     )
-    assert json.loads((broken / "summary.json").read_text())["status"] == "done"
+    resumed = json.loads((broken / "summary.json").read_text())
+    assert resumed["status"] == "done" and resumed["sessions"] == 2
+    assert resumed["started_at"] == summary["started_at"], "timed from the first start"
+    assert resumed["wall_time_s"] > summary["wall_time_s"]
 
 
 def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
