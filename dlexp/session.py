@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 from dlexp.builders import resolve_device
 from dlexp.errors import DlexpError
 
+_DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (OMP_NUM_THREADS or the cores)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -32,16 +34,14 @@ def seed_everything(seed: int) -> None:
 def setup_torch(trainer: Mapping[str, Any]) -> torch.device:
     """Device, threads, determinism and seeds, from the trainer config."""
     device = resolve_device(trainer["device"])
-    if trainer.get("threads"):
-        torch.set_num_threads(int(trainer["threads"]))
-    if trainer["deterministic"]:
+    # every setting both ways: the jobs of a sweep share one process, one after another
+    torch.set_num_threads(int(trainer.get("threads") or _DEFAULT_THREADS))
+    deterministic = bool(trainer["deterministic"])
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = (
-            True  # fixed input shapes: let cuDNN pick the fastest kernels
-        )
+    torch.use_deterministic_algorithms(deterministic)
+    # fixed input shapes: let cuDNN pick the fastest kernels, unless results must repeat
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

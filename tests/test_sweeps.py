@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -158,7 +159,8 @@ def test_fifty_tiny_jobs_in_parallel_are_all_accounted_for(tmp_path):
     assert all(j["status"] == "done" for j in jobs.values())
     assert "50 done" in proc.stdout
     config = json.loads(Path(jobs["7"]["run_dir"], "summary.json").read_text())
-    assert config["environment"]["threads"] == 1, "2 parallel jobs on 2 cores: 1 thread each"
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert config["environment"]["threads"] == expected, "2 parallel jobs: half the cores each"
 
 
 def test_submitit_local_launcher_runs_jobs(tmp_path):
@@ -175,3 +177,21 @@ def test_submitit_local_launcher_runs_jobs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = manifest(only_sweep(tmp_path))
     assert [jobs[n]["status"] for n in ("0", "1")] == ["done", "done"]
+
+
+def test_torch_settings_of_one_job_do_not_leak_into_the_next():
+    # the basic launcher runs a sweep's jobs one after another in one process
+    import torch
+
+    from dlexp.session import _DEFAULT_THREADS, setup_torch
+
+    base = {"device": "cpu", "precision": "32", "seed": 0}
+    try:
+        setup_torch({**base, "threads": 1, "deterministic": True})
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        setup_torch({**base, "threads": None, "deterministic": False})
+        assert torch.get_num_threads() == _DEFAULT_THREADS
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(_DEFAULT_THREADS)
