@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -280,6 +279,8 @@ def test_unwritable_output_root_and_full_disk_are_reported_at_start(
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 1024))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with pytest.raises(DlexpError, match="MiB free"):
+    with pytest.raises(DlexpError, match=r"only 0 MiB free .* checkpoints of this model need"):
         train(make_cfg("trainer=debug", "trainer.progress=none"), run_dir=run_dir)
-    assert os.listdir(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "MiB free" in summary["error"]
+    assert not list(run_dir.rglob("*.pt")), "stopped before the first checkpoint"
