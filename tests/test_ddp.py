@@ -26,6 +26,7 @@ ARGS = (
     "trainer.progress=none",
     "trainer.test_after_fit=false",
     "trainer.figures_every_n_epochs=null",
+    "data.augment=crop_flip",  # each sample gets the crop and flip it gets in one process
 )
 
 
@@ -98,6 +99,16 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "done" and summary["epochs_completed"] == 2
     assert summary["steps"] == 16 and len(losses(run)) == 4, "each logged step once"
+    # and it took the same steps as one process training 2 epochs straight
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlexp", *ARGS, "trainer.epochs=2"],
+        cwd=straight, env=cli_env(straight), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (single_two,) = runs(straight)
+    assert_same_training(single_two, run)
 
 
 def test_two_nodes_meet_through_a_c10d_rendezvous(single, tmp_path):

@@ -62,6 +62,15 @@ def draw_crop_flip(n: int, gen: torch.Generator, pad: int = 4) -> tuple[Tensor, 
     return torch.randint(0, 2 * pad + 1, (n, 2), generator=gen), torch.rand(n, generator=gen) < 0.5
 
 
+def draw_for_rank(
+    n: int, gen: torch.Generator, rank: int, world_size: int
+) -> tuple[Tensor, Tensor]:
+    """This rank's share of the draws for the whole global batch: with N processes each sample
+    gets the very crop and flip it would get in one process (shards interleave, see `order`)."""
+    shifts, flips = draw_crop_flip(n * world_size, gen)
+    return shifts[rank::world_size], flips[rank::world_size]
+
+
 def crop_flip(x: Tensor, shifts: Tensor, flips: Tensor, pad: int = 4) -> Tensor:
     """Random crop with zero padding and horizontal flip, the whole batch on its own device."""
     n, c, h, w = x.shape
@@ -136,7 +145,9 @@ class TensorLoader:
         aug_gen = epoch_generator(self.seed + 1_000_003, epoch) if self.augment != "none" else None
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, self.num_samples)
-            aug = draw_crop_flip(hi - lo, aug_gen) if aug_gen is not None else None
+            aug = None
+            if aug_gen is not None:
+                aug = draw_for_rank(hi - lo, aug_gen, self.rank, self.world_size)
             if i < start:  # skipped batches still draw, so the augmentation stream stays aligned
                 continue
             if order is None:
@@ -217,14 +228,14 @@ class DataLoaderBatches:
         aug_gen = (
             epoch_generator(index.seed + 1_000_003, epoch) if index.augment != "none" else None
         )
-        bs, n = index.batch_size, index.num_samples
+        bs, n, rank, ranks = index.batch_size, index.num_samples, index.rank, index.world_size
         if aug_gen is not None:
             for i in range(start):
-                draw_crop_flip(min((i + 1) * bs, n) - i * bs, aug_gen)
+                draw_for_rank(min((i + 1) * bs, n) - i * bs, aug_gen, rank, ranks)
         for xb, yb in self.loader:
             xb = xb.to(self.device, non_blocking=True)
             yb = yb.to(self.device, non_blocking=True)
             xb = prepare_images(xb, self.mean, self.std, self.size, self.channels_last)
             if aug_gen is not None:
-                xb = crop_flip(xb, *draw_crop_flip(len(xb), aug_gen))
+                xb = crop_flip(xb, *draw_for_rank(len(xb), aug_gen, rank, ranks))
             yield xb, yb
