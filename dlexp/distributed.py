@@ -56,6 +56,26 @@ def shared_run_dir(run_dir: Path, device_name: str) -> Path:
     return Path(box[0])
 
 
+def seed_rank(seed: int) -> None:
+    """Each process its own stream for dropout; rank 0 keeps the one a single process has.
+    Called after the model is built: DDP gives every rank rank 0's initial weights anyway."""
+    if world_size() > 1 and rank() > 0:
+        import torch
+
+        torch.manual_seed(seed + 1_000_003 * rank())
+
+
+def gather_objects(obj: object) -> list[object]:
+    """`obj` from every rank, in rank order (a collective: every rank must call it)."""
+    if world_size() <= 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def device_for_rank(device_name: str) -> str:
     """Each process of a node takes its own GPU; CPU processes share the CPU."""
     if world_size() > 1 and device_name in ("auto", "cuda"):

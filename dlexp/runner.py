@@ -58,6 +58,7 @@ class ClassificationRun:
         self.logger: RunLogger | None = None
         self.stop = StopRequest()
         self._agreed_stop = False
+        self._rngs: list[Any] = []  # set by gather_rng() just before each save
 
     # -- building ----------------------------------------------------------------------------
     def build(self) -> None:
@@ -96,6 +97,7 @@ class ClassificationRun:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+            distributed.seed_rank(trainer["seed"])
         self.scheduler = build_scheduler(
             cfg["scheduler"],
             self.optimizer,
@@ -150,6 +152,7 @@ class ClassificationRun:
     def end_epoch(self, metrics: dict[str, float], is_best: bool) -> None:
         state = self.state
         metrics = {**metrics, "epoch": float(state.epoch)}
+        self.gather_rng()
         if self.logger is not None:
             self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
             self.save_epoch(is_best)
@@ -175,7 +178,12 @@ class ClassificationRun:
             figures.save_and_close(fig, self.run_dir / "figures" / f"{name}.png")
 
     # -- checkpoints -------------------------------------------------------------------------
+    def gather_rng(self) -> None:
+        """Every rank's generators, for rank 0's checkpoint (all ranks call this together)."""
+        self._rngs = distributed.gather_objects(capture_rng())
+
     def payload(self) -> dict[str, Any]:
+        rngs = self._rngs or [capture_rng()]
         return {
             "format": FORMAT,
             "model": self.model.state_dict(),
@@ -183,7 +191,8 @@ class ClassificationRun:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "train_state": dataclasses.asdict(self.state),
-            "rng": capture_rng(),
+            "rng": rngs[0],
+            "rng_by_rank": rngs if len(rngs) > 1 else None,  # under torchrun: each rank's
             "config": dict(self.cfg),
             "classes": list(self.data.classes),
             "data": self.data.state(),
@@ -203,7 +212,12 @@ class ClassificationRun:
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["train_state"])
-        restore_rng(payload["rng"])
+        by_rank = payload.get("rng_by_rank") or []
+        if len(by_rank) == distributed.world_size():
+            restore_rng(by_rank[distributed.rank()])
+        else:  # one process, or another number of them than before
+            restore_rng(payload["rng"])
+            distributed.seed_rank(self.cfg["trainer"]["seed"] + self.state.step)
 
     def save_epoch(self, is_best: bool) -> None:
         keep = self.cfg["trainer"]["keep_last"]
@@ -231,6 +245,7 @@ class ClassificationRun:
                 data, opt, sched = self.data, self.optimizer, self.scheduler
                 fit(self.train_model, data, opt, sched, self.scaler, self.state, self.opts, self)
                 if self.should_stop():
+                    self.gather_rng()
                     self.save("last")
                     status = "interrupted"
                     raise self.stop.stopped(self.state.step, self.state.epoch, self.run_dir)

@@ -111,6 +111,46 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     assert_same_training(single_two, run)
 
 
+def _torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp", *args],
+        cwd=tmp, env=cli_env(tmp), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_dropout_under_torchrun_resumes_exactly_with_each_ranks_generator(tmp_path):
+    # each rank draws its own dropout masks; a resume must give each rank its own stream back
+    dropout = (*ARGS, "regularization=[dropout]")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _torchrun(tmp_path / "a", *dropout, "trainer.epochs=2")
+    _torchrun(tmp_path / "b", *dropout)
+    (resumed,) = runs(tmp_path / "b")
+    ckpt = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["rng_by_rank"]) == 2
+    assert not torch.equal(ckpt["rng_by_rank"][0]["torch"], ckpt["rng_by_rank"][1]["torch"])
+    _torchrun(tmp_path, "resume", str(resumed), "trainer.epochs=2")
+    (straight,) = runs(tmp_path / "a")
+    assert_same_training(straight, resumed)
+
+
+def test_other_ranks_seed_their_own_stream(monkeypatch):
+    from dlexp import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    draws = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        torch.manual_seed(0)
+        distributed.seed_rank(0)
+        draws.append(torch.rand(4))
+    torch.manual_seed(0)
+    assert torch.equal(draws[0], torch.rand(4)), "rank 0 keeps a single process's stream"
+    assert not torch.equal(draws[0], draws[1])
+
+
 def test_two_nodes_meet_through_a_c10d_rendezvous(single, tmp_path):
     port = free_port()
     nodes = [
