@@ -149,7 +149,7 @@ def train_one_epoch(
         counts[1] += 1
         state.batch += 1
         state.step += 1
-        state.samples += n
+        state.samples += n * opts.world_size  # the whole global batch, as the logs count
         if state.step % opts.log_every == 0 or state.batch == n_batches:
             t0 = _flush(window, counts, state, optimizer, on_log, t0, opts.world_size)
         if should_stop():

@@ -88,6 +88,10 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     (run,) = runs(tmp_path)  # one run folder, written by rank 0 only
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
     assert_same_training(single, run)
+    # throughput counts the global batch: both runs trained on the same number of samples
+    seen = [json.loads((r / "summary.json").read_text()) for r in (single, run)]
+    one, two = (s["samples_per_sec"] * s["train_time_s"] for s in seen)
+    assert two == pytest.approx(one, rel=0.02)
 
     # resume works under torchrun too: train the same run one epoch further
     proc = subprocess.run(
