@@ -236,8 +236,7 @@ def build_loop_options(
         log_every=trainer["log_every_n_steps"],
         device=device,
         autocast=lambda: autocast_for(precision, device),
-        # null: the model family's default (sequence models clip at 1.0), else off
-        grad_clip=trainer["grad_clip"] or getattr(model, "default_grad_clip", None),
+        grad_clip=_grad_clip(trainer["grad_clip"], model),
         l1=regularization["l1"],
         l2=regularization["l2"],
         monitor=trainer["monitor"],
@@ -249,6 +248,13 @@ def build_loop_options(
         skip_nonfinite=trainer["nonfinite"] == "skip",
         world_size=world_size,
     )
+
+
+def _grad_clip(setting: float | None, model: nn.Module) -> float | None:
+    """null: the model family's default (sequence models clip at 1.0, others don't); 0: off."""
+    if setting is None:
+        return getattr(model, "default_grad_clip", None)
+    return float(setting) or None
 
 
 def build_gan_options(

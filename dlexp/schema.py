@@ -111,7 +111,7 @@ TRAINER: dict[str, Any] = {
     "seed": Int(0),
     "deterministic": BOOL,
     "precision": Choice("32", 32, "bf16", "16-mixed"),  # 32 typed on a command line is an int
-    "grad_clip": Float(0.0, lo_open=True, nullable=True),
+    "grad_clip": Float(0.0, nullable=True),  # 0: off, also for sequence models
     "log_every_n_steps": Int(1),
     "monitor": Spec("str"),
     "monitor_mode": Choice("max", "min"),

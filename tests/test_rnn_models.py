@@ -182,3 +182,27 @@ def test_every_shipped_sequence_config_builds_for_token_ids(make_cfg, option: st
     with torch.no_grad():
         logits = model(ids, lengths)
     assert logits.shape == (4, 2) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1.0), (0.0, None), (2.5, 2.5)])
+def test_grad_clip_null_is_the_family_default_and_zero_turns_it_off(setting, expected) -> None:
+    from dlexp.builders import build_loop_options
+
+    trainer = {
+        "epochs": 1, "log_every_n_steps": 1, "precision": "32", "grad_clip": setting,
+        "monitor": "val/acc", "monitor_mode": "max", "channels_last": False,
+        "early_stopping": {"patience": None, "min_delta": 0.0},
+        "figures_every_n_epochs": None, "nonfinite": "stop",
+    }  # fmt: skip
+    model = SentimentLSTM(vocab_size=VOCAB, num_classes=2, embedding_dim=4, hidden_size=4)
+    opts = build_loop_options(
+        trainer, {"l1": 0.0, "l2": 0.0}, model, torch.device("cpu"),
+        channels_last=False, world_size=1,
+    )  # fmt: skip
+    assert opts.grad_clip == expected
+    mlp = torch.nn.Linear(2, 2)  # no family default: off unless set
+    off = build_loop_options(
+        {**trainer, "grad_clip": None}, {"l1": 0.0, "l2": 0.0}, mlp, torch.device("cpu"),
+        channels_last=False, world_size=1,
+    )  # fmt: skip
+    assert off.grad_clip is None
