@@ -32,8 +32,10 @@ def error_console() -> Console:
 
 
 def print_error(message: str) -> None:
-    """One clear error message on stderr, no traceback."""
+    """One clear error message on stderr, no traceback (and in train.log, where there is one)."""
     error_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    if log.hasHandlers():  # no handler yet: Python's last resort would print it twice
+        log.error(message)
 
 
 def print_notice(message: str) -> None:
@@ -41,6 +43,8 @@ def print_notice(message: str) -> None:
     error_console().print(
         f"[bold yellow]stopped:[/] {escape(message)}", markup=True, highlight=False
     )
+    if log.hasHandlers():
+        log.warning(message)
 
 
 class Reporter:

@@ -140,6 +140,29 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     assert not Path(jobs["1"]["run_dir"], "summary.json").exists()
 
 
+def test_a_failed_job_runs_again_with_its_old_files_set_aside(tmp_path):
+    from tests.fakedata import write_mnist_idx
+
+    args = ("-m", *TINY, "data=mnist_sample,mnist")
+    first = run_cli(tmp_path, *args)  # job 1: the MNIST files are not there
+    assert first.returncode == 1
+    sweep = only_sweep(tmp_path)
+    assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["done", "failed"]
+    failed_job = Path(manifest(sweep)["1"]["run_dir"])
+    first_log = (failed_job / "train.log").read_text()
+
+    write_mnist_idx(tmp_path / "data", n_train=200, n_test=50)  # the user fixes the cause
+    again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}", "resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished already: skipped" in again.stdout
+    assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["done", "done"]
+    (attempt,) = (failed_job / "failed_attempts").iterdir()
+    old = json.loads((attempt / "summary.json").read_text())
+    assert old["status"] == "failed" and "data.download=true" in old["error"]
+    assert (attempt / "train.log").read_text() == first_log, "kept as it was"
+    assert (failed_job / "checkpoints" / "best.pt").is_file()
+
+
 def test_fifty_tiny_jobs_in_parallel_are_all_accounted_for(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     proc = run_cli(
