@@ -11,6 +11,7 @@ dlexp sample <gan run> [n=64] [seed=0]
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 VERBS = {
@@ -29,6 +30,10 @@ def run_verb(name: str, argv: list[str]) -> int:
     from dlexp.interrupt import Interrupted
 
     module, func = VERBS[name].split(":")
+    if argv[:1] in (["-h"], ["--help"]) and name in ("resume", "rerun", "eval", "validate"):
+        doc = getattr(importlib.import_module(module), func).__doc__ or ""
+        print(doc.strip())
+        return 0
     try:
         result = getattr(importlib.import_module(module), func)(argv)
     except Interrupted as exc:
@@ -36,6 +41,11 @@ def run_verb(name: str, argv: list[str]) -> int:
 
         print_notice(str(exc))
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training (a second one during training)
+        from dlexp.console import print_notice
+
+        print_notice(f"dlexp {name} interrupted")
+        return 130
     except DlexpError as exc:
         from dlexp.console import print_error
 
@@ -53,9 +63,30 @@ def main() -> None:
         return
     if argv and argv[0] in VERBS:
         sys.exit(run_verb(argv[0], argv[1:]))
+    if argv and argv[0] == "help":
+        argv[0] = sys.argv[1] = "--help"
+    elif argv and re.fullmatch(r"[A-Za-z][\w-]*", argv[0]):  # a word: not an override
+        sys.exit(unknown_command(argv[0]))
     from dlexp.train import main as train_main
 
     train_main()
+
+
+def unknown_command(word: str) -> int:
+    import difflib
+
+    from dlexp.console import print_error
+
+    close = [v for v in VERBS if word.startswith(v) or v.startswith(word)][:1]
+    close = close or difflib.get_close_matches(word, [*VERBS, "train"], n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    if close == ["train"]:
+        hint = " Training needs no command: dlexp [key=value ...]."
+    print_error(
+        f"unknown command '{word}'.{hint} Commands: {', '.join(VERBS)}; without one, dlexp "
+        "trains, and everything after it is key=value (dlexp --help lists the groups)."
+    )
+    return 2
 
 
 if __name__ == "__main__":

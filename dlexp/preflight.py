@@ -53,9 +53,10 @@ def first_job_overrides(overrides: list[str]) -> list[str] | None:
         return None
 
 
-def check_sweep_options(overrides: list[str], config_dirs: list[Path]) -> None:
-    """Every option of a swept config group must exist: the first job alone is composed here,
-    and Hydra would find a bad later value only after creating the sweep folder."""
+def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
+    """Every option of a swept or listed config group must exist: only the first job is
+    composed here, Hydra would find a bad later value after creating the sweep folder, and for
+    a list (regularization=[l2,dropuot]) Hydra names no valid options."""
     import difflib
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -66,24 +67,58 @@ def check_sweep_options(overrides: list[str], config_dirs: list[Path]) -> None:
     except Exception:
         return  # Hydra reports its own parse errors
     for o in parsed:
-        group = o.key_or_group
-        if not isinstance(o.value(), ChoiceSweep) or group.startswith("hydra"):
-            continue
+        group, value = o.key_or_group, o.value()
+        if group.startswith("hydra") or not isinstance(value, (ChoiceSweep, list)):
+            continue  # a single option: Hydra's own message lists the valid ones
         folders = [d / group for d in config_dirs if (d / group).is_dir()]
         if not folders:
             continue  # a key, not a config group
         valid = sorted({f.stem for d in folders for f in d.glob("*.yaml")})
-        chosen = [
-            v for item in o.value().list for v in (item if isinstance(item, list) else [item])
-        ]
-        for value in map(str, chosen):  # regularization=[l2,dropout],[none]: each name
-            if value not in valid:
-                close = difflib.get_close_matches(value, valid, n=1)
+        items = value.list if isinstance(value, ChoiceSweep) else [value]
+        chosen = [v for item in items for v in (item if isinstance(item, list) else [item])]
+        for option in map(str, chosen):  # regularization=[l2,dropout],[none]: each name
+            if option not in valid:
+                close = difflib.get_close_matches(option, valid, n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 fail(
-                    f"{group}={value} (in the sweep {o.input_line}): no such option.{hint} "
+                    f"{group}={option} (in {o.input_line}): no such option.{hint} "
                     f"Options of {group}: {', '.join(valid)}"
                 )
+
+
+def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
+    """Each value of a swept key is validated too (the first job's config with that value in
+    place): a typo in the last value must not wait for the earlier jobs to finish."""
+    import copy
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlexp.train import format_problems
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return
+    for o in parsed:
+        key = o.key_or_group
+        if not o.is_sweep_override() or key.startswith("hydra") or "." not in key:
+            continue  # config groups are checked by check_group_options
+        try:
+            values = list(o.sweep_iterator())
+        except Exception:
+            continue  # interval(...) and other search spaces: the sweeper checks those
+        parent_path, _, leaf = key.rpartition(".")
+        for value in values[1:]:
+            cfg = copy.deepcopy(first)
+            parent = cfg
+            for part in parent_path.split("."):
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict) or (isinstance(value, str) and "${" in value):
+                break
+            parent[leaf] = value
+            problems = validate(cfg)
+            if problems:
+                fail(f"{key}={value} (in {o.input_line}): " + format_problems(problems))
 
 
 def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
@@ -115,6 +150,10 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(argv)
+    modes = [f for f, on in (("--multirun", args.multirun), ("--cfg", args.cfg),
+                             ("--info", args.info)) if on]  # fmt: skip
+    if len(modes) > 1:
+        fail(f"{' and '.join(modes)} cannot be combined: use one of them")
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return None
     if not args.overrides and not always:
@@ -124,7 +163,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     if overrides is None:
         return None
     extra_dirs = [Path(args.config_dir).absolute()] if args.config_dir else []
-    check_sweep_options(args.overrides or [], [CONFIG_DIR, *extra_dirs])
+    check_group_options(args.overrides or [], [CONFIG_DIR, *extra_dirs])
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     if args.config_dir:
         overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
@@ -137,6 +176,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         from dlexp.train import format_problems
 
         fail(format_problems(problems))
+    check_swept_values(args.overrides or [], plain)
     check_output_root(plain["paths"]["output_root"])
     return plain
 

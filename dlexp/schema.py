@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -235,7 +236,8 @@ def _check_table(prefix: str, node: Mapping[str, Any], table: Mapping[str, Any])
 def unknown_key(full: str, key: str, valid: Any) -> str:
     valid = sorted(str(k) for k in valid)
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f" Did you mean '{full.rsplit('.', 1)[0]}.{close[0]}'?" if close else ""
+    parent = f"{full.rsplit('.', 1)[0]}." if "." in full else ""
+    hint = f" Did you mean '{parent}{close[0]}'?" if close else ""
     return f"{full}: unknown key.{hint} Valid keys: {', '.join(valid)}"
 
 
@@ -267,6 +269,41 @@ def _check_switches(
                 f"{', '.join(have)}"
             )
     return problems
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
+
+
+def _check_run_shape(cfg: Mapping[str, Any], task: str) -> list[str]:
+    """Values that are each valid but don't fit together (or a device that can't exist)."""
+    problems = []
+    trainer, data = cfg.get("trainer") or {}, cfg.get("data") or {}
+    device = trainer.get("device")
+    if isinstance(device, str) and not DEVICE.fullmatch(device):
+        problems.append(f"trainer.device: must be auto, cpu, cuda, cuda:<n> or mps, got {device!r}")
+    monitor = trainer.get("monitor")
+    if task == "classify" and isinstance(monitor, str):
+        if monitor not in MONITORS:
+            problems.append(
+                f"trainer.monitor: must be one of {', '.join(MONITORS)}, got {monitor!r}"
+            )
+        elif monitor.startswith("val/") and data.get("val_fraction") == 0 and not data.get("val"):
+            problems.append(
+                f"trainer.monitor: {monitor} needs a validation split, which data.val_fraction=0 "
+                "leaves empty; use trainer.monitor=train/acc, or a val_fraction above 0"
+            )
+    warmup, epochs = (cfg.get("scheduler") or {}).get("warmup_epochs"), trainer.get("epochs")
+    if _number(warmup) and _number(epochs) and warmup > 0 and warmup >= epochs:
+        problems.append(
+            f"scheduler.warmup_epochs: the warm-up ({warmup} epochs) must end before the run "
+            f"does (trainer.epochs={epochs})"
+        )
+    return problems
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def validate(cfg: Mapping[str, Any]) -> list[str]:
@@ -321,6 +358,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     if optim.get("nesterov") and not optim.get("momentum"):
         problems.append("optim.nesterov: Nesterov needs optim.momentum > 0 (try optim=nesterov)")
     trainer = cfg.get("trainer") or {}
+    problems += _check_run_shape(cfg, task)
     mode = trainer.get("monitor_mode")
     monitor = trainer.get("monitor")
     if isinstance(monitor, str) and mode == "max" and monitor.endswith("loss"):

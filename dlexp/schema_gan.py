@@ -110,6 +110,12 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
             f"model.label_smoothing: the hinge loss has no targets to smooth, got "
             f"{model['label_smoothing']!r} with model.loss=hinge; use 0, or loss=bce or lsgan"
         )
+    data = cfg.get("data") or {}
+    if data.get("kind", "image") != "image":
+        return problems + [
+            f"data: GANs generate images, and data={data.get('name')} is text; use an image "
+            "data set (mnist_sample, mnist, fashion_mnist, kmnist, cifar10)"
+        ]
     return problems + _eval_problems(cfg) + _unused_settings(cfg)
 
 

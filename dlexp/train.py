@@ -85,6 +85,12 @@ def hydra_main(cfg: DictConfig) -> float:
         print_notice(str(exc))
         record_job_now()
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C: the user could not wait for the save
+        from dlexp.console import print_notice
+
+        print_notice("aborted at once; checkpoints/last.pt, if any, is from before")
+        record_job_now()
+        sys.exit(130)
     except DlexpError as exc:
         from dlexp.console import print_error
 

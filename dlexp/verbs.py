@@ -106,11 +106,21 @@ def apply_overrides(
         if "=" not in item:
             raise DlexpError(f"expected key=value, got '{item}'")
         key, _ = item.split("=", 1)
+        if key.lstrip("+~").startswith("hydra"):
+            raise DlexpError(
+                f"{key}: Hydra's settings belong to starting a run; the run folder stays where "
+                "it is. Change run settings with key=value (e.g. trainer.epochs=20)"
+            )
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(merged, parent_key) if parent_key else merged
         if parent is None or not OmegaConf.is_dict(parent) or leaf not in parent:
             valid = parent.keys() if OmegaConf.is_dict(parent) else []
             raise DlexpError(unknown_key(key, leaf, valid))
+        if OmegaConf.is_dict(parent[leaf]):  # optim=sgd: a config group, chosen at the start
+            raise DlexpError(
+                f"{item}: choosing another {key} (a config group) makes it another experiment; "
+                f"change single values ({key}.<key>=...), or start a new run: dlexp {item} ..."
+            )
         if allowed is not None and key not in allowed and not force:
             raise DlexpError(
                 f"{key} cannot change on resume: the run would no longer be the run it was. "
@@ -186,6 +196,11 @@ def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         done = summary.get("epochs_completed", 0)
         epochs = cfg["trainer"]["epochs"]
+        if epochs < done:
+            raise DlexpError(
+                f"trainer.epochs={epochs}: {run_dir} has trained {done} epochs already; give "
+                f"more than {done} to train it longer"
+            )
         if summary.get("status") == "done" and (done >= epochs or summary.get("stopped_early")):
             longer = f"dlexp resume {run_dir} trainer.epochs={epochs + 10}"
             if cfg["scheduler"]["name"] in FIXED_LENGTH_SCHEDULES:  # see check_schedule_length

@@ -85,6 +85,28 @@ PREFLIGHT_CASES = {
         ["model=gan", "trainer.compile=true"],
         [ONE, "trainer.compile: not supported for GANs"],
     ),
+    "device_typo": (["trainer.device=gpu"], [ONE, "trainer.device", "cuda:<n>", "'gpu'"]),
+    "val_monitor_without_val_split": (
+        ["data.val_fraction=0"],
+        [ONE, "trainer.monitor: val/acc needs a validation split", "trainer.monitor=train/acc"],
+    ),
+    "warmup_longer_than_the_run": (
+        ["scheduler=cosine", "scheduler.warmup_epochs=20"],
+        [ONE, "scheduler.warmup_epochs", "must end before the run", "trainer.epochs=10"],
+    ),
+    "gan_on_text": (["model=gan", "data=imdb"], [ONE, "GANs generate images", "mnist_sample"]),
+    "typo_inside_a_list": (
+        ["regularization=[l2,dropuot]"],
+        [
+            "regularization=dropuot",
+            "Did you mean 'dropout'",
+            "Options of regularization: batchnorm",
+        ],
+    ),
+    "top_level_typo": (["modle=cnn"], ["modle: unknown key. Did you mean 'model'?"]),
+    "multirun_with_cfg": (["-m", "optim.lr=1e-3", "--cfg", "job"], ["cannot be combined"]),
+    "unknown_command": (["resum", "latest"], ["unknown command 'resum'", "Did you mean 'resume'"]),
+    "train_as_a_command": (["train"], ["Training needs no command"]),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],
@@ -142,6 +164,19 @@ def test_multirun_with_a_bad_later_value_fails_before_any_job(
     err = assert_clear_error(done, ["error:", *phrases, f"Options of {group}"])
     assert_lists_all(err, options(group))
     assert_nothing_written(tmp_path)
+
+
+def test_a_bad_later_value_of_a_swept_key_fails_before_any_job(tmp_path: Path) -> None:
+    done = run_dlexp(tmp_path, "-m", "optim.lr=1e-3,abc")
+    assert_clear_error(done, ["optim.lr=abc (in optim.lr=1e-3,abc)", "expected a number"])
+    assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("verb", ["resume", "rerun", "eval", "validate"])
+def test_verb_help_prints_its_usage(tmp_path: Path, verb: str) -> None:
+    done = run_dlexp(tmp_path, verb, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"dlexp {verb} ") and not done.stderr
 
 
 # --- caught when the run starts (imports torch) ---------------------------------------------------

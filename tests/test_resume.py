@@ -231,6 +231,10 @@ def test_resume_refuses_unsafe_changes_and_finished_runs(make_cfg, tmp_path):
         resume([str(run_dir)])
     with pytest.raises(DlexpError, match="Did you mean 'trainer.epochs'"):
         resume([str(run_dir), "trainer.epoch=3"])
+    with pytest.raises(DlexpError, match="optim=sgd: choosing another optim .a config group"):
+        resume([str(run_dir), "optim=sgd", "--force"])
+    with pytest.raises(DlexpError, match="hydra.run.dir: Hydra's settings"):
+        resume([str(run_dir), "hydra.run.dir=/tmp/elsewhere"])
     resume([str(run_dir), "trainer.epochs=2"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["epochs_completed"] == 2
