@@ -121,6 +121,31 @@ def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
                 fail(f"{key}={value} (in {o.input_line}): " + format_problems(problems))
 
 
+def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: bool) -> None:
+    """A run or sweep folder given on the command line that already holds a run (or a sweep)
+    is checked now: once Hydra starts, it rewrites the folder's .hydra/ files and manifest."""
+    from dlexp.errors import DlexpError
+    from dlexp.verbs import check_occupied
+
+    given = dict(
+        o.split("=", 1) for o in overrides if o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+    )
+    folder = given.get("hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if not folder or "${" in folder:
+        return
+    path = Path(os.path.expandvars(os.path.expanduser(folder)))
+    try:
+        if not multirun:
+            check_occupied(cfg, path)
+        elif (path / "manifest.json").is_file() and cfg.get("resume") != "auto":
+            fail(
+                f"{path} already holds a sweep. Pass resume=auto to skip its finished jobs and "
+                "continue the others, or choose another hydra.sweep.dir."
+            )
+    except DlexpError as exc:
+        fail(str(exc))
+
+
 def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
     """'optim.lrr' → "optim.lrr: unknown key. Did you mean 'optim.lr'? Valid keys: ..."""
     node: Any = cfg
@@ -177,6 +202,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
 
         fail(format_problems(problems))
     check_swept_values(args.overrides or [], plain)
+    check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
     return plain
 

@@ -249,20 +249,12 @@ def rerun(argv: list[str]) -> float:
     return run_task(cfg, run_dir, choices)
 
 
-def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, float | None]:
-    """What to do in a folder that may already hold a run: (checkpoint to resume, objective).
-
-    A fresh folder: train from scratch. An occupied one needs `resume=auto` (a requeued cluster
-    job, or a sweep run again into its own folder): a finished run is skipped (its objective is
-    returned), an interrupted one continues from last.pt, a failed one starts over with its
-    files moved to failed_attempts/.
-    """
-    from dlexp.sweep import finished_objective, set_aside_failed_attempt
-
-    summary_path = run_dir / "summary.json"
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    if not summary_path.is_file() and not ckpt.is_file():
-        return None, None
+def check_occupied(cfg: Mapping[str, Any], run_dir: Path) -> bool:
+    """Whether `run_dir` already holds a run that `cfg` may continue (or skip); raises
+    FolderOccupied when it holds one that `cfg` must not touch. Torch-free: the preflight
+    calls it too, before Hydra writes anything into the folder."""
+    if not (run_dir / "summary.json").is_file() and not (run_dir / "checkpoints/last.pt").is_file():
+        return False
     if cfg.get("resume") != "auto":
         raise FolderOccupied(
             f"{run_dir} already holds a run. Pass resume=auto to continue it (or to skip it "
@@ -276,6 +268,23 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
             "Use another folder, or the same settings as that run."
         )
     check_schedule_length(saved, cfg)
+    return True
+
+
+def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, float | None]:
+    """What to do in a folder that may already hold a run: (checkpoint to resume, objective).
+
+    A fresh folder: train from scratch. An occupied one needs `resume=auto` (a requeued cluster
+    job, or a sweep run again into its own folder): a finished run is skipped (its objective is
+    returned), an interrupted one continues from last.pt, a failed one starts over with its
+    files moved to failed_attempts/.
+    """
+    from dlexp.sweep import finished_objective, set_aside_failed_attempt
+
+    summary_path = run_dir / "summary.json"
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not check_occupied(cfg, run_dir):
+        return None, None
     objective = finished_objective(run_dir, cfg["trainer"]["epochs"])
     if objective is not None:
         return None, objective

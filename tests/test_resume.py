@@ -265,8 +265,10 @@ def test_auto_resume_continues_a_requeued_job(tmp_path):
     assert "resuming" in again.stdout
     summary = json.loads((job / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["steps"] == 10
+    hydra_files = {p.name: p.read_text() for p in (job / ".hydra").iterdir()}
     other = run_cli(tmp_path, *args, "optim.lr=0.5")
     assert other.returncode == 2 and "different config" in other.stderr
+    assert {p.name: p.read_text() for p in (job / ".hydra").iterdir()} == hydra_files
 
 
 def test_unwritable_output_root_and_full_disk_are_reported_at_start(

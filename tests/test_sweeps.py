@@ -86,6 +86,21 @@ def test_a_config_that_sets_the_sweep_folder_leaves_no_other_folder(tmp_path):
     assert [j["status"] for j in manifest(tmp_path / "mine").values()] == ["done", "done"]
     assert list((tmp_path / "outputs").glob("sweeps/*")) == []
 
+    # run again without resume=auto (the folder comes from the config, so each job refuses):
+    # the jobs' own files stay, the manifest says "refused", the sweep exits with 1
+    jobs = manifest(tmp_path / "mine")
+    job0 = Path(jobs["0"]["run_dir"])
+    metrics = (job0 / "metrics.jsonl").read_text()
+    (Path(jobs["1"]["run_dir"]) / "summary.json").unlink()  # as a killed job leaves it
+    again = run_cli(
+        tmp_path, "-m", "--config-dir", "my_configs", "experiment=mine", *TINY, "optim=sgd,adam"
+    )
+    assert again.returncode == 1 and "already holds a run. Pass resume=auto" in again.stderr
+    assert [j["status"] for j in manifest(tmp_path / "mine").values()] == ["refused"] * 2
+    assert (job0 / "metrics.jsonl").read_text() == metrics
+    assert json.loads((job0 / "summary.json").read_text())["status"] == "done"
+    assert not (Path(jobs["1"]["run_dir"]) / "summary.json").exists(), "a refusal writes none"
+
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     args = [
@@ -128,16 +143,11 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     summary = json.loads(Path(jobs["1"]["run_dir"], "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["steps"] == 60
 
-    # a crash (SIGKILL) leaves last.pt and no summary.json: a refusal must not write one
-    Path(jobs["1"]["run_dir"], "summary.json").unlink()
-    again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}")  # without resume=auto
-    assert "already holds a run. Pass resume=auto" in again.stderr
-    assert again.returncode == 1, "a sweep whose jobs were all refused did not succeed"
-    assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["refused", "refused"]
-    assert "2 refused" in again.stdout
-    assert Path(jobs["0"]["run_dir"], "metrics.jsonl").read_text() == first_metrics
-    assert json.loads(Path(jobs["0"]["run_dir"], "summary.json").read_text())["status"] == "done"
-    assert not Path(jobs["1"]["run_dir"], "summary.json").exists()
+    # without resume=auto: refused before Hydra rewrites the sweep's files
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 2 and "already holds a sweep. Pass resume=auto" in again.stderr
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
 
 def test_a_failed_job_runs_again_with_its_old_files_set_aside(tmp_path):
