@@ -91,3 +91,14 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_optimizer_state(optimizer: Any, state: dict[str, Any], keep_settings: bool) -> None:
+    """Load the saved moments and step counts. With `keep_settings` (a resume that changed the
+    optimizer's config on purpose) the optimizer keeps its own lr, weight decay, betas, ...
+    instead of the saved ones, which `load_state_dict` would bring back."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    if keep_settings:
+        for group, settings in zip(optimizer.param_groups, own, strict=True):
+            group.update(settings)

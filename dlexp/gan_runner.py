@@ -19,6 +19,7 @@ from dlexp.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
+    load_optimizer_state,
     restore_rng,
     save_checkpoint,
     save_epoch_checkpoints,
@@ -195,8 +196,10 @@ class GanRun:
         """Continue exactly where `payload` (a checkpoint of this run's config) stopped."""
         self.generator.load_state_dict(payload["generator"])
         self.discriminator.load_state_dict(payload["discriminator"])
-        self.opt_g.load_state_dict(payload["optimizer_g"])
-        self.opt_d.load_state_dict(payload["optimizer_d"])
+        saved, model = payload["config"]["model"], self.cfg["model"]
+        for opt, key in ((self.opt_g, "optim_g"), (self.opt_d, "optim_d")):
+            changed = saved[key] != model[key]  # dlexp resume --force
+            load_optimizer_state(opt, payload[f"optimizer_{key[-1]}"], keep_settings=changed)
         self.fixed_noise = payload["fixed_noise"].to(self.device)
         self.reference.update(payload.get("reference") or {})
         self.state = GanState(**payload["train_state"])

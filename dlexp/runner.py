@@ -16,6 +16,7 @@ from dlexp.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
+    load_optimizer_state,
     restore_rng,
     save_checkpoint,
     save_epoch_checkpoints,
@@ -206,7 +207,8 @@ class ClassificationRun:
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue exactly where `payload` stopped: weights, optimizer, schedule, counters, RNG."""
         self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        changed = payload["config"]["optim"] != self.cfg["optim"]  # dlexp resume --force
+        load_optimizer_state(self.optimizer, payload["optimizer"], keep_settings=changed)
         if self.scheduler is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
         if self.scaler is not None and payload.get("scaler"):

@@ -222,6 +222,14 @@ def resume(argv: list[str]) -> float:
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg)
     check_schedule_length(saved, cfg)
+    sched = cfg["scheduler"]
+    scheduled = sched["name"] != "none" or sched.get("warmup_epochs")
+    if scheduled and _differences(saved["optim"], cfg["optim"]):
+        raise DlexpError(
+            f"optim cannot change on resume under scheduler={sched['name']} (with warm-up or "
+            "a schedule the rates come from the scheduler's saved state); start a new run: "
+            f"dlexp rerun {run_dir} {' '.join(args[1:])}"
+        )
     ckpt = check_resumable(run_dir, cfg)
     log_to_file(run_dir)
     return run_task(cfg, run_dir, choices, resume=ckpt)

@@ -238,6 +238,12 @@ def test_resume_refuses_unsafe_changes_and_finished_runs(make_cfg, tmp_path):
     resume([str(run_dir), "trainer.epochs=2"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["epochs_completed"] == 2
+    # --force: the new learning rate is the one the optimizer uses, not the checkpoint's
+    resume([str(run_dir), "trainer.epochs=3", "optim.lr=0.0123", "--force"])
+    lrs = {
+        r["epoch"]: r["lr"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "step"
+    }
+    assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(0.0123)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
@@ -252,6 +258,10 @@ def test_resume_refuses_to_stretch_a_fixed_length_schedule(make_cfg, tmp_path, s
         resume([str(run_dir), "trainer.epochs=2"])
     with pytest.raises(DlexpError, match="dlexp rerun .* trainer.epochs=11 .a new run"):
         resume([str(run_dir)])
+    with pytest.raises(
+        DlexpError, match=f"optim cannot change on resume under scheduler={schedule}"
+    ):
+        resume([str(run_dir), "optim.lr=0.5", "--force"])
     assert (run_dir / "metrics.jsonl").read_text() == before, "nothing written"
 
 
