@@ -184,7 +184,7 @@ def _flush(
     if not math.isfinite(loss_n):
         raise NonFiniteLoss(
             f"the training loss became {loss_n / n} at step {state.step} (epoch {state.epoch + 1}). "
-            "Training stopped; the last good checkpoint is kept. Try a lower optim.lr, "
+            "Try a lower optim.lr, "
             "trainer.grad_clip=1.0, trainer.precision=32, or trainer.nonfinite=skip to skip "
             "such batches."
         )
@@ -233,6 +233,8 @@ def evaluate(
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if not math.isfinite(value):
+        return False  # a NaN is never the best epoch
     if best is None:
         return True
     return value > best + min_delta if mode == "max" else value < best - min_delta
@@ -283,6 +285,12 @@ def fit(
             metrics.update({f"val/{k}": v for k, v in val.items()})
             if figures_due:
                 hooks.figures(preds, targets, state.step)
+        broken = [k for k in ("train/loss", "val/loss") if not math.isfinite(metrics.get(k, 0.0))]
+        if broken:  # e.g. nonfinite=skip could not save weights that overflowed
+            raise NonFiniteLoss(
+                f"{broken[-1]} is {metrics[broken[-1]]} after epoch {epoch + 1}: the weights are "
+                "no longer finite. Try a lower optim.lr or trainer.grad_clip=1.0."
+            )
         state.epoch, state.batch, state.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0]
         value = metrics[opts.monitor]
         is_best = improved(value, state.best, opts.monitor_mode, opts.min_delta)

@@ -200,8 +200,8 @@ def _flush(window: Tensor, counts: list[int], state: GanState, on_log: Any, t0: 
     if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
         raise NonFiniteLoss(
             f"a GAN loss became non-finite at step {state.step} (epoch {state.epoch + 1}; "
-            f"D loss {d_loss / d_steps}, G loss {g_loss / max(g_steps, 1)}). Training stopped; "
-            "the last good checkpoint is kept. Try lower model.optim_d.lr/optim_g.lr, "
+            f"D loss {d_loss / d_steps}, G loss {g_loss / max(g_steps, 1)}). "
+            "Try lower model.optim_d.lr/optim_g.lr, "
             "trainer.grad_clip=1.0, or model.loss=hinge."
         )
     sums = [d_loss, d_real, d_fake, g_loss, d_steps, g_steps]

@@ -24,12 +24,13 @@ from dlexp.checkpoint import (
     save_checkpoint,
     save_epoch_checkpoints,
 )
+from dlexp.classify import NonFiniteLoss
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_gan_data
 from dlexp.frechet import Evaluation, build_evaluation
 from dlexp.gan_loop import GanState, fit
-from dlexp.interrupt import StopRequest, outcome
+from dlexp.interrupt import StopRequest, outcome, with_checkpoint_note
 from dlexp.models.gan import generate
 from dlexp.runlog import RunLogger, hparams_of, write_json
 from dlexp.sample import grid_figure, write_grid
@@ -228,7 +229,10 @@ class GanRun:
                 self.logger.log_hparams(hparams_of(self.cfg, self.choices))
                 self.reporter.info(self.describe(resume))
                 nets = (self.generator, self.discriminator, self.opt_g, self.opt_d)
-                fit(*nets, self.loader, self.state, self.opts, self, self.evaluation)
+                try:
+                    fit(*nets, self.loader, self.state, self.opts, self, self.evaluation)
+                except NonFiniteLoss as exc:
+                    raise with_checkpoint_note(exc, self.ckpt_dir) from None
                 if self.should_stop():
                     self.save("last")
                     status = "interrupted"

@@ -68,6 +68,19 @@ class StopRequest:
         )
 
 
+def with_checkpoint_note(exc: DlexpError, ckpt_dir: Any) -> DlexpError:
+    """A run stopped by a non-finite loss: say which checkpoint, if any, is still good."""
+    from pathlib import Path
+
+    last = Path(ckpt_dir) / "last.pt"
+    kept = (
+        f"{last} (the last good checkpoint) is kept"
+        if last.is_file()
+        else "no checkpoint had been saved yet"
+    )
+    return type(exc)(f"{exc} Training stopped; {kept}.")
+
+
 def outcome(exc: BaseException) -> tuple[str, str]:
     """(status, error) that summary.json records for a run that ended with `exc`."""
     from dlexp.trial import Pruned

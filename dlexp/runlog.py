@@ -172,5 +172,17 @@ def _finite_or_str(value: float) -> float | str:
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON atomically (temp file + rename) so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as strings ("nan"), as in metrics.jsonl: strict parsers reject them."""
+    if isinstance(value, float):
+        return _finite_or_str(value)
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -21,12 +21,12 @@ from dlexp.checkpoint import (
     save_checkpoint,
     save_epoch_checkpoints,
 )
-from dlexp.classify import TrainState, evaluate, fit
+from dlexp.classify import NonFiniteLoss, TrainState, evaluate, fit
 from dlexp.config import expand_path
 from dlexp.console import Reporter
 from dlexp.data.pipeline import build_data
 from dlexp.errors import DlexpError
-from dlexp.interrupt import StopRequest, outcome
+from dlexp.interrupt import StopRequest, outcome, with_checkpoint_note
 from dlexp.runlog import RunLogger, hparams_of
 from dlexp.session import (
     Stopwatch,
@@ -245,7 +245,12 @@ class ClassificationRun:
                     self.logger.log_hparams(hparams_of(self.cfg, self.choices))
                 self.announce(n_params, resume)
                 data, opt, sched = self.data, self.optimizer, self.scheduler
-                fit(self.train_model, data, opt, sched, self.scaler, self.state, self.opts, self)
+                try:
+                    fit(
+                        self.train_model, data, opt, sched, self.scaler, self.state, self.opts, self
+                    )
+                except NonFiniteLoss as exc:
+                    raise with_checkpoint_note(exc, self.ckpt_dir) from None
                 if self.should_stop():
                     self.gather_rng()
                     self.save("last")

@@ -187,7 +187,26 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(
         train(cfg, run_dir=run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "step 3" in summary["error"]
+    assert "no checkpoint had been saved yet" in summary["error"]
     assert not (run_dir / "checkpoints" / "last.pt").exists(), "no checkpoint of NaN weights"
+
+
+def test_weights_that_overflow_under_nonfinite_skip_fail_the_run(make_cfg, tmp_path):
+    # skipping non-finite batches cannot save weights that became inf: the run must not end
+    # "done" with a NaN validation loss marked best
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = make_cfg(
+        "trainer=debug", "trainer.progress=none", "trainer.nonfinite=skip", "optim.lr=1e9"
+    )
+    with pytest.raises(DlexpError, match="no longer finite"):
+        train(cfg, run_dir=run_dir)
+
+    def strict(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    summary = json.loads((run_dir / "summary.json").read_text(), parse_constant=strict)
+    assert summary["status"] == "failed" and summary["best"]["value"] is None
 
 
 def test_nonfinite_skip_skips_the_batch_and_goes_on(make_cfg, tmp_path, nan_model):
