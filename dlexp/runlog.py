@@ -101,6 +101,10 @@ class RunLogger:
         self._file.flush()
         if self._tb is not None:
             for tag, value in metrics.items():
+                if kind == "epoch" and tag.startswith("train/"):
+                    # the epoch mean, at the same step as the last interval's train/loss: its
+                    # own tag, or TensorBoard would show two values at one step
+                    tag = f"{tag}_epoch"
                 self._tb.add_scalar(tag, value, step)
 
     def log_figure(self, tag: str, figure: Any, step: int) -> None:

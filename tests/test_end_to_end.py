@@ -86,6 +86,12 @@ def test_tensorboard_reads_scalars_images_and_hparams(default_run):
     assert {"val/confusion_matrix", "val/misclassified"} <= image_tags
     val_acc = [v for _, v in scalars(run, "val/acc")]
     assert len(val_acc) == 10 and max(val_acc) >= 0.95
+    # the epoch means have their own tags: one value per step on every chart
+    assert {"train/loss_epoch", "train/acc_epoch"} <= scalar_tags
+    for tag in ("train/loss", "train/loss_epoch"):
+        steps = [step for step, _ in scalars(run, tag)]
+        assert len(steps) == len(set(steps)), f"{tag}: two values at one step"
+    assert len(scalars(run, "train/loss_epoch")) == 10
 
     experiment, groups = hparams_sessions(tmp / "outputs")
     names = {h["name"] for h in experiment["hparamInfos"]}
