@@ -51,7 +51,8 @@ class Reporter:
     """Progress and summaries for one run. `mode`: auto | bar | plain | none."""
 
     def __init__(self, mode: str = "auto", columns: Sequence[str] = ()) -> None:
-        self.console = Console(highlight=False)
+        # soft_wrap: a long line (a run folder's path) stays whole in a pipe, a log or CI
+        self.console = Console(highlight=False, soft_wrap=True)
         if mode == "auto":
             mode = "bar" if self.console.is_terminal else "plain"
         self.mode = mode
@@ -97,14 +98,15 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        line = self._row(row)
-        log.info(line)
-        if self.mode == "none":
-            return
+        line, header = self._row(row), self._row({c: c for c in self.columns})
         if not self._header_done:
-            self.console.print(self._row({c: c for c in self.columns}), style="bold", markup=False)
-            self._header_done = True
-        self.console.print(line, markup=False)
+            log.info(header)
+        log.info(line)
+        if self.mode != "none":
+            if not self._header_done:
+                self.console.print(header, style="bold", markup=False)
+            self.console.print(line, markup=False)
+        self._header_done = True
 
     def _row(self, row: Mapping[str, Any]) -> str:
         return "  ".join(f"{_fmt(row.get(c, '')):>{max(len(c), 9)}}" for c in self.columns)
@@ -116,6 +118,8 @@ class Reporter:
         if self.mode == "none":
             return
         table = Table.grid(padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")  # a long path breaks across lines, never cut off
         for key, value in items.items():
             table.add_row(f"[bold]{escape(str(key))}[/]", escape(_fmt(value)))
         self.console.print(Panel(table, title=title, border_style=style, expand=False))
@@ -128,6 +132,8 @@ class Reporter:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     return str(value)

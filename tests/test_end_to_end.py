@@ -62,7 +62,10 @@ def test_run_folder_holds_everything(default_run):
         assert summary[key], key
     assert summary["environment"]["torch"] == torch.__version__
     assert str(run) in proc.stdout, "the final panel names the run folder"
+    assert f"run folder: {run}\n" in proc.stdout, "a long path is never wrapped in a pipe"
     assert "\x1b[" not in proc.stdout, "no terminal control codes without a TTY"
+    log = (run / "train.log").read_text()
+    assert "epoch  train/loss" in log and str(run) in log, "train.log has what was printed"
 
 
 def test_metrics_jsonl_has_steps_epochs_and_test(default_run):
