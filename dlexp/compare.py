@@ -71,6 +71,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for flag, out in (("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
         if out is not None and not out.parent.is_dir():
             raise DlexpError(f"--{flag} {out}: the folder {out.parent} does not exist")
+        if out is not None and out.is_dir():
+            raise DlexpError(f"--{flag} {out}: that is a folder; give a file name")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise DlexpError(f"--plot {args.plot}: give a .png, .pdf or .svg file")
     return args
@@ -306,10 +308,13 @@ def main(argv: list[str]) -> int:
     same = "the other hyperparameters are" if hparams else "all hyperparameters are"
     note = f"mean ± std over runs with different {', '.join(others)}; " if others else ""
     render(table, shown, title, "\n".join([f"{note}{same} the same in every run", *skipped]))
-    for out, write in ((args.csv, write_csv), (args.markdown, write_markdown)):
-        if out is not None:
-            write(out, table, shown)
-    if args.plot:
-        runs = [m for g in table for m in g["members"]] if args.group_by else table
-        plot_curves(runs, run_labels(runs, hparams), args.plot)
+    try:
+        for out, write in ((args.csv, write_csv), (args.markdown, write_markdown)):
+            if out is not None:
+                write(out, table, shown)
+        if args.plot:
+            runs = [m for g in table for m in g["members"]] if args.group_by else table
+            plot_curves(runs, run_labels(runs, hparams), args.plot)
+    except OSError as exc:
+        raise DlexpError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
     return 0

@@ -35,13 +35,14 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
             path = find_run(arg)
         if not path.exists():
             raise DlexpError(f"{arg} does not exist. Give run folders, sweep folders or outputs/")
-        before = len(found)
+        hits = 0  # runs under this PATH, also those another PATH named already
         for root, dirs, files in os.walk(path):
             if "config.yaml" in files and {"summary.json", "metrics.jsonl"} & set(files):
                 found[Path(root).resolve()] = None
+                hits += 1
                 dirs.clear()  # checkpoints/, figures/: nothing more to find in a run
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not .hydra/
-        if len(found) == before:
+        if not hits:
             raise DlexpError(
                 f"no dlexp runs in {arg}: a run folder holds config.yaml and summary.json "
                 "(outputs/runs/<name>/ or outputs/sweeps/<sweep>/<job>/)"

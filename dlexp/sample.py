@@ -47,6 +47,9 @@ def parse_args(args: list[str]) -> dict[str, Any]:
             raise DlexpError(f"{key}={raw[key]}: must be from {lo} to {hi}")
     if options["ckpt"] not in CHECKPOINTS:
         raise DlexpError(f"ckpt={options['ckpt']}: must be one of {', '.join(CHECKPOINTS)}")
+    out = options["out"]
+    if out is not None and (out.is_dir() or out.suffix.lower() not in (".png", ".jpg", ".jpeg")):
+        raise DlexpError(f"out={out}: give a file name ending in .png (or .jpg)")
     return options
 
 
@@ -82,8 +85,11 @@ def write_grid(images: Any, path: Path) -> Any:
     from dlexp.models.gan import image_grid
 
     grid = image_grid(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+    except OSError as exc:
+        raise DlexpError(f"cannot write {path}: {exc.strerror or exc}") from None
     return grid
 
 

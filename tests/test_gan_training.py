@@ -158,6 +158,9 @@ def test_sample_bad_input_gets_one_message_and_exit_2(
         f"{run} seed=-1": "seed=-1",
         f"{run} ckpt=middle": "must be one of best, last",
         f"{run} sed=3": "Did you mean seed=",
+        f"{run} out=grid.txt": "out=grid.txt: give a file name ending in .png",
+        f"{run} out={tmp_path}": "give a file name ending in .png",
+        f"{run} out=/proc/dlexp/grid.png": "cannot write /proc/dlexp/grid.png",
         str(no_best): "no checkpoints/best.pt",
         str(broken): "refusing to load",
     }
