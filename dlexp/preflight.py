@@ -134,6 +134,9 @@ def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: boo
     if not folder or "${" in folder:
         return
     path = Path(os.path.expandvars(os.path.expanduser(folder)))
+    if path.exists() and not path.is_dir():
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        fail(f"{key}={folder}: that is a file, not a folder")
     try:
         if not multirun:
             check_occupied(cfg, path)
@@ -210,7 +213,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
 def check_output_root(root: str) -> None:
     """An unwritable output folder is reported now, not as a crash inside Hydra.
 
-    Nothing is created here: the nearest existing folder on the way must be writable.
+    Nothing is left behind: the nearest existing folder on the way must take a new folder.
     """
     path = Path(os.path.expandvars(os.path.expanduser(root))).absolute()
     existing = path
@@ -220,6 +223,14 @@ def check_output_root(root: str) -> None:
         fail(f"paths.output_root: cannot create {path}: {existing} is a file. {_ROOT_HINT}")
     if not os.access(existing, os.W_OK | os.X_OK):
         fail(f"paths.output_root: {existing} is not writable. {_ROOT_HINT}")
+    try:  # root passes os.access everywhere; a real folder made and removed says it all
+        import tempfile
+
+        os.rmdir(tempfile.mkdtemp(prefix=".dlexp-probe-", dir=existing))
+    except OSError as exc:
+        fail(
+            f"paths.output_root: cannot create folders in {existing} ({exc.strerror}). {_ROOT_HINT}"
+        )
 
 
 _ROOT_HINT = "Set paths.output_root=... (or DLEXP_OUTPUT_ROOT) to a folder you can write to."

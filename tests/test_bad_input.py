@@ -107,6 +107,11 @@ PREFLIGHT_CASES = {
     "multirun_with_cfg": (["-m", "optim.lr=1e-3", "--cfg", "job"], ["cannot be combined"]),
     "unknown_command": (["resum", "latest"], ["unknown command 'resum'", "Did you mean 'resume'"]),
     "train_as_a_command": (["train"], ["Training needs no command"]),
+    "output_root_that_cannot_be_made": (
+        ["paths.output_root=/proc/dlexp/outputs"],
+        ["paths.output_root: cannot create folders in /proc"],
+    ),
+    "run_dir_is_a_file": (["hydra.run.dir=/proc/version"], ["that is a file, not a folder"]),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],
