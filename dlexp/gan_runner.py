@@ -223,6 +223,7 @@ class GanRun:
                 self.build()
                 if resume is not None:  # last: nothing may draw from the RNGs after this
                     self.restore(load_checkpoint(resume, self.device))
+                update_latest(self.run_dir, expand_path(self.cfg["paths"]["output_root"]))
                 check_writable(self.ckpt_dir, expected_bytes=12 * sum(self.num_params().values()))
                 step = self.state.step if resume is not None else None
                 self.logger = RunLogger(self.run_dir, resume_step=step)
@@ -315,5 +316,4 @@ def run_gan(
     """The entry for `model.task: gan`: train in `run_dir` (a fresh folder, or the same folder
     again when resuming) and return the monitored metric."""
     write_run_files(run_dir, cfg, resumed=resume is not None)
-    update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
     return GanRun(cfg, run_dir, choices).run(resume)

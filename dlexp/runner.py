@@ -236,6 +236,8 @@ class ClassificationRun:
                 if resume is not None:
                     self.restore(load_checkpoint(resume, self.device))
                 if self.main:
+                    # `latest` moves once the run has started, not for one that failed to
+                    update_latest(self.run_dir, expand_path(self.cfg["paths"]["output_root"]))
                     check_writable(self.ckpt_dir, expected_bytes=3 * 4 * n_params)
                     save_data = getattr(self.data, "save", None)
                     if save_data is not None:  # text: vocab.json, to read new text later
@@ -330,5 +332,4 @@ def run_classification(
     """Train in `run_dir` (a fresh folder, or the same folder again when resuming)."""
     if distributed.is_main():
         write_run_files(run_dir, cfg, resumed=resume is not None)
-        update_latest(run_dir, expand_path(cfg["paths"]["output_root"]))
     return ClassificationRun(cfg, run_dir, choices).run(resume)

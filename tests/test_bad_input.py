@@ -247,6 +247,7 @@ def test_run_that_fails_at_start_leaves_no_folder_or_a_failed_summary(
     assert summary["status"] == "failed"
     assert summary["error"] and summary["error"].split(".")[0] in one_line(done.stderr)
     assert not list(run.rglob("*.pt")), "no checkpoint of a run that never trained"
+    assert not (tmp / "outputs" / "latest").exists(), "latest moves only for a run that started"
 
 
 def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> None:
