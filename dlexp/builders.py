@@ -24,9 +24,10 @@ def _import_target(group: str, target: str) -> type:
     try:
         return get_class(target)
     except Exception as exc:  # ImportError, AttributeError, ValueError from Hydra
+        example = "torch.optim.AdamW" if "optim" in group else "dlexp.models.cnn.LeNet5"
         raise DlexpError(
             f"{group}._target_: cannot import '{target}' ({exc.__class__.__name__}: {exc}). "
-            "Give the full import path of a class, e.g. dlexp.models.cnn.LeNet5, "
+            f"Give the full import path of a class, e.g. {example}, "
             "and make sure its module is importable (installed or on PYTHONPATH)."
         ) from None
 
@@ -53,6 +54,7 @@ def build_model(
     regularization: Mapping[str, Any],
     inputs: Mapping[str, Any],
     example: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
+    group: str = "model",
 ) -> nn.Module:
     """Instantiate `model._target_` with what the data decides and the regularization switches.
 
@@ -60,7 +62,7 @@ def build_model(
     num_classes, vocab_size, ...); a class gets those its signature takes. `example` is one
     small input batch, used to give lazy layers their shapes.
     """
-    cls = _import_target("model", model_cfg["_target_"])
+    cls = _import_target(group, model_cfg["_target_"])
     kwargs = {k: v for k, v in model_cfg.items() if k not in _BUILDER_KEYS}
     injected = set(inputs)
     for key, value in inputs.items():
@@ -76,9 +78,9 @@ def build_model(
             f"regularization={missing[0].replace('_', '')} cannot apply to it"
         )
     kwargs.update(switches)
-    model = _call_with_known_kwargs("model", cls, kwargs, injected)
+    model = _call_with_known_kwargs(group, cls, kwargs, injected)
     if not isinstance(model, nn.Module):
-        raise DlexpError(f"model._target_ {model_cfg['_target_']} did not build an nn.Module")
+        raise DlexpError(f"{group}._target_ {model_cfg['_target_']} did not build an nn.Module")
     if example is not None:
         _materialize_lazy(model, example)
     return model
@@ -112,8 +114,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def build_optimizer(optim_cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
-    cls = _import_target("optim", optim_cfg["_target_"])
+def build_optimizer(
+    optim_cfg: Mapping[str, Any], model: nn.Module, group: str = "optim"
+) -> torch.optim.Optimizer:
+    """`group` names the config node in messages (a GAN's are model.optim_g / model.optim_d)."""
+    cls = _import_target(group, optim_cfg["_target_"])
     kwargs = {k: v for k, v in optim_cfg.items() if k not in _BUILDER_KEYS}
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
@@ -124,7 +129,7 @@ def build_optimizer(optim_cfg: Mapping[str, Any], model: nn.Module) -> torch.opt
     try:
         return cls(groups, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise DlexpError(f"optim: {cls.__name__} rejected its settings: {exc}") from None
+        raise DlexpError(f"{group}: {cls.__name__} rejected its settings: {exc}") from None
 
 
 def regularized_weights(model: nn.Module) -> list[torch.Tensor]:

@@ -89,12 +89,15 @@ class GanRun:
         shape = {"channels": self.channels, "image_size": self.image_size}
         example = torch.zeros(2, self.channels, self.image_size, self.image_size)
         latent = model["latent_dim"]
-        self.generator = build_model(model["generator"], {}, {"latent_dim": latent, **shape})
-        self.discriminator = build_model(model["discriminator"], {}, shape, example)
+        inputs = {"latent_dim": latent, **shape}
+        self.generator = build_model(model["generator"], {}, inputs, group="model.generator")
+        self.discriminator = build_model(
+            model["discriminator"], {}, shape, example, group="model.discriminator"
+        )
         self.generator.to(self.device)
         self.discriminator.to(self.device)
-        self.opt_g = build_optimizer(model["optim_g"], self.generator)
-        self.opt_d = build_optimizer(model["optim_d"], self.discriminator)
+        self.opt_g = build_optimizer(model["optim_g"], self.generator, "model.optim_g")
+        self.opt_d = build_optimizer(model["optim_d"], self.discriminator, "model.optim_d")
         self.fixed_noise = self._noise(model["fixed_samples"], trainer["seed"])
         ev = model["eval"]
         if ev["feature_checkpoint"]:

@@ -75,6 +75,14 @@ def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
             continue  # a key, not a config group
         valid = sorted({f.stem for d in folders for f in d.glob("*.yaml")})
         items = value.list if isinstance(value, ChoiceSweep) else [value]
+        for item in items:
+            twice = (
+                sorted({str(v) for v in item if item.count(v) > 1})
+                if isinstance(item, list)
+                else []
+            )
+            if twice:
+                fail(f"{o.input_line}: {', '.join(twice)} listed more than once")
         chosen = [v for item in items for v in (item if isinstance(item, list) else [item])]
         for option in map(str, chosen):  # regularization=[l2,dropout],[none]: each name
             if option not in valid:

@@ -293,6 +293,11 @@ def _check_run_shape(cfg: Mapping[str, Any], task: str) -> list[str]:
                 f"trainer.monitor: {monitor} needs a validation split, which data.val_fraction=0 "
                 "leaves empty; use trainer.monitor=train/acc, or a val_fraction above 0"
             )
+    if trainer.get("overfit_batches") and trainer.get("limit_train_batches"):
+        problems.append(
+            "trainer.overfit_batches and trainer.limit_train_batches: give one of them "
+            "(overfit_batches already fixes which batches train)"
+        )
     warmup, epochs = (cfg.get("scheduler") or {}).get("warmup_epochs"), trainer.get("epochs")
     if _number(warmup) and _number(epochs) and warmup > 0 and warmup >= epochs:
         problems.append(
@@ -356,7 +361,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
 
     optim = cfg.get("optim") or {}
     if optim.get("nesterov") and not optim.get("momentum"):
-        problems.append("optim.nesterov: Nesterov needs optim.momentum > 0 (try optim=nesterov)")
+        problems.append("optim.nesterov: Nesterov needs optim.momentum > 0, e.g. 0.9")
     trainer = cfg.get("trainer") or {}
     problems += _check_run_shape(cfg, task)
     mode = trainer.get("monitor_mode")

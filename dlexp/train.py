@@ -83,6 +83,12 @@ def hydra_main(cfg: DictConfig) -> float:
         from dlexp.console import print_notice
 
         print_notice(str(exc))
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            print_notice(
+                "the sweep stopped here. To continue all of it, run the same command again "
+                f"with hydra.sweep.dir={hc.sweep.dir} resume=auto"
+            )
         record_job_now()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: the user could not wait for the save

@@ -112,6 +112,11 @@ PREFLIGHT_CASES = {
         ["paths.output_root: cannot create folders in /proc"],
     ),
     "run_dir_is_a_file": (["hydra.run.dir=/proc/version"], ["that is a file, not a folder"]),
+    "an_option_listed_twice": (["regularization=[l2,l2]"], ["l2 listed more than once"]),
+    "overfit_and_limit_batches": (
+        ["trainer.overfit_batches=2", "trainer.limit_train_batches=1"],
+        [ONE, "give one of them"],
+    ),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],

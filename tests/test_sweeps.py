@@ -129,8 +129,9 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
         time.sleep(0.05)
     assert second is not None, "the second job never started"
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     sweep = only_sweep(tmp_path)
+    assert f"hydra.sweep.dir={sweep} resume=auto" in " ".join(err.split()), err
     jobs = manifest(sweep)
     assert jobs["0"]["status"] == "done" and jobs["1"]["status"] == "interrupted"
     first_metrics = Path(jobs["0"]["run_dir"], "metrics.jsonl").read_text()
