@@ -322,12 +322,20 @@ def test_broken_runs_are_skipped_with_a_note(grid, tmp_path, capsys):
         (["{grid}", "--sortt", "x"], "unrecognized arguments: --sortt"),
         (["{grid}", "--csv", "{grid}/missing/t.csv"], "the folder .*missing does not exist"),
         (["{grid}", "--plot", "{grid}/curves.jpg"], "give a .png, .pdf or .svg"),
+        (["{grid}", "--csv", "{grid}"], "that is a folder; give a file name"),
+        (["{grid}", "--markdown", "/proc/t.md"], "cannot write /proc/t.md"),
         ([], "the following arguments are required: PATH"),
     ],
 )
 def test_bad_input_names_what_is_wrong(grid, args, message):
     with pytest.raises(DlexpError, match=message):
         main([a.replace("{grid}", str(grid)) for a in args])
+
+
+def test_a_run_named_twice_is_compared_once(grid, capsys):
+    runs = sorted(p.parent for p in grid.rglob("summary.json"))
+    assert main([str(runs[0]), str(runs[0]), str(grid)]) == 0
+    assert f"{len(runs)} runs" in capsys.readouterr().out
 
 
 def test_help_and_no_torch(grid, tmp_path, capsys):
@@ -354,11 +362,8 @@ def test_two_real_runs_through_the_cli(make_cfg, tmp_path):
         quick = ("data.val_fraction=0", "trainer.monitor=train/acc", "trainer.progress=none")
         cfg = make_cfg("trainer=debug", *quick, f"optim.lr={lr}")
         train(cfg, run_dir=runs / name)
-    if "compare" in VERBS:
-        command = [sys.executable, "-m", "dlexp", "compare"]
-    else:  # until cli.py names the verb
-        call = "import sys; from dlexp.compare import main; sys.exit(main(sys.argv[1:]))"
-        command = [sys.executable, "-c", call]
+    assert "compare" in VERBS, "`dlexp compare` is a verb of the command line"
+    command = [sys.executable, "-m", "dlexp", "compare"]
     proc = subprocess.run(
         [*command, str(tmp_path / "outputs"), "--csv", "t.csv"],
         cwd=tmp_path,
@@ -378,12 +383,12 @@ def test_two_real_runs_through_the_cli(make_cfg, tmp_path):
         assert float(row["best/train/acc"]) == pytest.approx(summary["best"]["value"])
         assert row["status"] == "done" and row["epochs"] == "1"
     assert float(rows[0]["best/train/acc"]) >= float(rows[1]["best/train/acc"])
-    if "compare" in VERBS:
-        proc = subprocess.run(
-            [*command, "nowhere"],
-            cwd=tmp_path,
-            env=cli_env(tmp_path),
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr
+    proc = subprocess.run(
+        [*command, "nowhere"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr

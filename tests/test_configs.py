@@ -190,6 +190,75 @@ def test_warmup_ramps_the_lr_up_over_the_first_epoch(option: str) -> None:
     assert seen[10] == pytest.approx(base)
 
 
+SPE, EPOCHS = 10, 3  # steps per epoch and epochs of the schedules below: 30 steps in all
+
+
+def _cosine(start: float, end: float, t: float, span: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * t / span)) / 2
+
+
+def _step_expected(base: float, i: int) -> float:
+    # step_epochs=1, gamma=0.5: halved after every epoch of 10 steps
+    return base * 0.5 ** (i // SPE)
+
+
+def _cosine_expected(base: float, i: int) -> float:
+    return _cosine(base, 1e-4, i, SPE * EPOCHS)  # min_lr=1e-4, reached at the very end
+
+
+def _cosine_warmup_expected(base: float, i: int) -> float:
+    if i < SPE:
+        return base * (i + 1) / (SPE + 1)
+    return _cosine(base, 1e-4, i - SPE, SPE * (EPOCHS - 1))
+
+
+def _onecycle(peak: float, i: int) -> float:
+    # pct_start=0.3 of 30 steps: up from peak/25 until step 0.3·30 − 1 = 8, then down to
+    # peak/25/1e4 at the last step (29)
+    start, low, top = peak / 25, peak / 25 / 1e4, 0.3 * SPE * EPOCHS - 1
+    if i <= top:
+        return _cosine(start, peak, i, top)
+    return _cosine(peak, low, i - top, SPE * EPOCHS - 1 - top)
+
+
+SCHEDULES = [
+    pytest.param(
+        ("scheduler=step", "scheduler.step_epochs=1", "scheduler.gamma=0.5"),
+        _step_expected,
+        id="step",
+    ),
+    pytest.param(("scheduler=cosine", "scheduler.min_lr=1e-4"), _cosine_expected, id="cosine"),
+    pytest.param(
+        ("scheduler=cosine", "scheduler.min_lr=1e-4", "scheduler.warmup_epochs=1"),
+        _cosine_warmup_expected,
+        id="cosine+warmup",
+    ),
+    pytest.param(("scheduler=onecycle",), _onecycle, id="onecycle"),
+    pytest.param(
+        ("scheduler=onecycle", "scheduler.max_lr=0.01"),
+        lambda base, i: _onecycle(0.01, i),
+        id="onecycle+max_lr",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), SCHEDULES)
+def test_schedules_give_the_documented_lr_at_every_step(overrides, expected) -> None:
+    cfg = compose_plain(*overrides)
+    assert validate(cfg) == []
+    base = cfg["optim"]["lr"]
+    opt = build_optimizer(cfg["optim"], tiny_model())
+    sched = build_scheduler(cfg["scheduler"], opt, steps_per_epoch=SPE, epochs=EPOCHS)
+    seen = lrs(sched, SPE * EPOCHS)
+    want = [expected(base, i) for i in range(SPE * EPOCHS)]
+    assert seen == pytest.approx(want, rel=1e-6, abs=1e-12)
+    if cfg["scheduler"]["name"] == "cosine":  # after the last step: exactly min_lr
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-6)
+    if cfg["scheduler"]["name"] == "onecycle":
+        peak = cfg["scheduler"]["max_lr"] or base
+        assert max(seen) == pytest.approx(peak) and seen.index(max(seen)) == 8
+
+
 def test_onecycle_rejects_warmup_epochs() -> None:
     cfg = compose_plain("scheduler=onecycle", "scheduler.warmup_epochs=1")
     assert validate(cfg) == ["scheduler.warmup_epochs: onecycle has its own warm-up; set it to 0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dlexp.data.loaders import (
@@ -76,21 +77,35 @@ def test_crop_flip_moves_pixels_but_keeps_shape():
     assert moved.shape == x.shape
 
 
-def test_dataloader_path_matches_tensor_path_batch_for_batch():
+@pytest.mark.parametrize("augment", ["none", "crop_flip"])
+def test_dataloader_path_matches_tensor_path_batch_for_batch(augment: str):
     x, y = _images(40)
     mean, std = channel_stats(x)
-    tensor = TensorLoader(prepare_images(x, mean, std, 32), y, 16, shuffle=True, seed=5)
-    index = TensorLoader(x, y, 16, shuffle=True, seed=5)
+    opts = dict(shuffle=True, seed=5, augment=augment)
+    tensor = TensorLoader(prepare_images(x, mean, std, 32), y, 16, **opts)
+    index = TensorLoader(x, y, 16, **opts)
     stream = DataLoaderBatches(
         index, device=torch.device("cpu"), mean=mean, std=std, size=32, channels_last=False
     )
     assert len(stream) == len(tensor) == 3
-    for epoch, start in ((0, 0), (1, 1)):
+    for epoch, start in ((0, 0), (1, 1), (1, 2)):
         for (xa, ya), (xb, yb) in zip(
             _collect(tensor, epoch, start), _collect(stream, epoch, start), strict=True
         ):
             assert torch.equal(ya, yb)
             assert torch.allclose(xa, xb, atol=1e-6)
+    # a start mid-epoch (a resumed run) gives exactly the uninterrupted run's remaining batches,
+    # augmentation included: the skipped batches' random crops and flips are drawn all the same
+    for loader in (tensor, stream):
+        full = _collect(loader, 1)
+        for start in (1, 2):
+            rest = _collect(loader, 1, start)
+            assert len(rest) == len(full) - start
+            for (xa, ya), (xb, yb) in zip(full[start:], rest, strict=True):
+                assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    if augment != "none":  # the augmentation did something: not the plain prepared images
+        plain = prepare_images(x, mean, std, 32)[index.order(1)[:16]]
+        assert not torch.allclose(_collect(stream, 1)[0][0], plain)
 
 
 def test_ranks_take_disjoint_equal_shards_of_one_permutation():

@@ -180,6 +180,20 @@ def test_models_apply_their_init(scheme: str) -> None:
         assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (16 * 9)), rel=0.15)
     elif scheme == "xavier":
         assert conv.weight.abs().max().item() <= math.sqrt(6 / (3 * 9 + 16 * 9))
+    else:
+        assert scheme == "default"
+        # PyTorch's own init, kaiming_uniform(a=√5): weights and biases U(±1/√fan_in)
+        head = model.classifier[-1]
+        for weight, fan_in in ((conv.weight, 3 * 9), (head.weight, 32)):
+            bound = 1 / math.sqrt(fan_in)
+            assert weight.abs().max().item() <= bound
+            assert weight.abs().max().item() > 0.9 * bound, "spans the whole uniform range"
+        assert head.bias.abs().max().item() <= 1 / math.sqrt(32)
+        assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 27), rel=0.15)
+        # the other schemes zero biases; PyTorch's init does not
+        assert (head.bias != 0).all()
+    if scheme != "default":
+        assert torch.all(model.classifier[-1].bias == 0)
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

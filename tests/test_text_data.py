@@ -19,6 +19,8 @@ from dlexp.errors import DatasetNotFoundError, DlexpError
 from dlexp.schema import validate
 from tests.conftest import run_cli
 from tests.textdata import (
+    NEGATIVE,
+    POSITIVE,
     imdb_checksum,
     order_corpus,
     sentiment_rows,
@@ -135,6 +137,25 @@ def test_imdb_loads_from_an_archive_in_the_real_layout_then_from_its_cache(tmp_p
     assert len(list(folder.rglob("*.txt"))) == 24
     assert "test" not in first.vocab.tokens and "train" in first.vocab.tokens
     assert "br" not in first.vocab.tokens, "HTML line breaks are not words"
+    # labels: every review from a pos/ folder is class 1 = "pos", from neg/ class 0 = "neg"
+    corpus, is_test = imdb.load_imdb(data_dir, download=False, lowercase=True)
+    pos_words = set(tokenize(" ".join(POSITIVE))) - set(tokenize(" ".join(NEGATIVE)))
+    neg_words = set(tokenize(" ".join(NEGATIVE))) - set(tokenize(" ".join(POSITIVE)))
+    reviews = {}
+    for i, label in enumerate(corpus.labels.tolist()):
+        tokens = [corpus.words[t] for t in corpus.ids[corpus.offsets[i] : corpus.offsets[i + 1]]]
+        assert bool(pos_words & set(tokens)) != bool(neg_words & set(tokens)), tokens
+        wrote_into = "pos" if pos_words & set(tokens) else "neg"
+        assert first.classes[label] == wrote_into, f"{' '.join(tokens)!r} got label {label}"
+        assert bool(is_test[i]) == ("test" in tokens)
+        reviews[" ".join(tokens)] = label
+    assert len(reviews) == 24 and sorted(reviews.values()) == [0] * 12 + [1] * 12
+    # aclImdb/train/pos/0_7.txt and aclImdb/train/neg/1_1.txt, as written by the test archive
+    assert reviews["a wonderful film train review 0"] == 1
+    assert reviews["a dull film train review 0"] == 0
+    # and the test split's batches carry those labels, in the files' order
+    test_labels = torch.cat([y for *_, y in all_batches(first.test)])
+    assert test_labels.tolist() == corpus.labels[is_test].tolist()
 
     cache = imdb.cache_path(data_dir, lowercase=True)
     stamp = cache.stat().st_mtime_ns

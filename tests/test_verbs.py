@@ -33,8 +33,14 @@ def test_eval_reproduces_the_runs_own_test_metrics(finished_run):
     record = json.loads((finished_run / "eval_test_best.json").read_text())
     assert record["test/acc"] == pytest.approx(summary["test"]["test/acc"])
     assert read_jsonl(finished_run / "metrics.jsonl")[-1]["kind"] == "eval"
-    evaluate_run([str(finished_run), "ckpt=last", "split=val"])
-    assert (finished_run / "eval_val_last.json").is_file()
+    assert evaluate_run([str(finished_run), "ckpt=last", "split=val"]) == 0
+    val = json.loads((finished_run / "eval_val_last.json").read_text())
+    # last.pt is the end of the only epoch: the validation the run itself logged then
+    (epoch,) = [r for r in read_jsonl(finished_run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert val["checkpoint"] == "last" and val["step"] == epoch["step"] == summary["steps"]
+    assert val["val/acc"] == pytest.approx(epoch["val/acc"], abs=1e-6)
+    assert val["val/loss"] == pytest.approx(epoch["val/loss"], rel=1e-5)
+    assert val["val/loss"] != pytest.approx(record["test/loss"], rel=1e-5), "not the test split"
     with pytest.raises(DlexpError, match="must be one of test, val"):
         evaluate_run([str(finished_run), "split=training"])
 
