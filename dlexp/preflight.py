@@ -148,7 +148,11 @@ def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: boo
     try:
         if not multirun:
             check_occupied(cfg, path)
-        elif (path / "manifest.json").is_file() and cfg.get("resume") != "auto":
+        elif (
+            (path / "manifest.json").is_file()
+            and not (path / "optuna.db").is_file()  # an Optuna study continues in new trials
+            and cfg.get("resume") != "auto"
+        ):
             fail(
                 f"{path} already holds a sweep. Pass resume=auto to skip its finished jobs and "
                 "continue the others, or choose another hydra.sweep.dir."

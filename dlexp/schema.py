@@ -256,7 +256,8 @@ def _check_switches(
     regularization: Mapping[str, Any], model: Mapping[str, Any], tables: Mapping[str, Any]
 ) -> list[str]:
     """regularization=[dropout] / [batchnorm] on a model without that switch is a mistake."""
-    table = tables.get(model.get("_target_"))
+    target = model.get("_target_")
+    table = tables.get(target) if isinstance(target, str) else None
     if table is None:
         return []  # a user's own class: the builder checks its signature
     problems = []

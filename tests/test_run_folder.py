@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from dlexp.errors import DlexpError
 
 
 def _claim(args: tuple[str, str]) -> str:
-    return unique_dir(*args)
+    folder = unique_dir(*args)
+    (Path(folder) / "used").touch()  # a used folder is kept at exit (an empty one is removed)
+    return folder
 
 
 def test_concurrent_claims_of_one_name_get_distinct_folders(tmp_path: Path):
@@ -25,6 +29,17 @@ def test_concurrent_claims_of_one_name_get_distinct_folders(tmp_path: Path):
     assert len(set(dirs)) == 8
     assert all(Path(d).is_dir() for d in dirs)
     assert str(tmp_path / "2026-01-01_00-00-00_lenet") in dirs
+
+
+def test_a_claimed_folder_left_empty_is_removed_at_exit(tmp_path: Path):
+    # Hydra claims a default sweep folder even when a config replaces it
+    code = (
+        "import sys; from pathlib import Path; from dlexp.config import unique_dir\n"
+        "used = Path(unique_dir(sys.argv[1], 'used')); (used / 'f').touch()\n"
+        "unique_dir(sys.argv[1], 'unused')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
 
 
 def test_slug_keeps_folder_names_safe():

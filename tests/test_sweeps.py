@@ -57,17 +57,18 @@ def test_a_2x2_sweep_writes_manifest_table_and_hparams(tmp_path):
 
 
 def test_a_failing_job_leaves_the_others_and_fail_fast_stops(tmp_path):
-    proc = run_cli(tmp_path, "-m", *TINY, "optim.lr=0.01,-1,0.001")
+    # lr=1e9 passes every check and fails only once training runs: the loss is not finite
+    proc = run_cli(tmp_path, "-m", *TINY, "optim.lr=0.01,1e9,0.001")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     jobs = manifest(only_sweep(tmp_path))
     assert [jobs[n]["status"] for n in ("0", "1", "2")] == ["done", "failed", "done"]
-    assert "optim.lr" in jobs["1"]["error"]
+    assert "finite" in jobs["1"]["error"] and "optim.lr" in jobs["1"]["error"]
     assert Path(jobs["2"]["run_dir"], "checkpoints", "best.pt").is_file()
 
     fast = tmp_path / "fast"
     fast.mkdir()
-    proc = run_cli(fast, "-m", *TINY, "fail_fast=true", "optim.lr=0.01,-1,0.001")
+    proc = run_cli(fast, "-m", *TINY, "fail_fast=true", "optim.lr=0.01,1e9,0.001")
     assert proc.returncode != 0
     jobs = manifest(only_sweep(fast))
     assert sorted(jobs) == ["0", "1"] and jobs["1"]["status"] == "failed", "job 2 never ran"
