@@ -42,6 +42,14 @@ def evaluate_run(argv: list[str]) -> int:
     if cfg["model"].get("task", "classify") != "classify":
         raise DlexpError("dlexp eval evaluates classifiers; for a GAN run use dlexp sample")
     ckpt_path = run_dir / "checkpoints" / f"{options['ckpt']}.pt"
+    if not ckpt_path.is_file():  # before building: that may load (or download) the data
+        saved = sorted(p.stem for p in ckpt_path.parent.glob("*.pt") if p.stem in CHECKPOINTS)
+        hint = (
+            f" It has: {', '.join(f'ckpt={s}' for s in saved)}"
+            if saved
+            else " The run saved no checkpoint: it stopped before its first epoch ended."
+        )
+        raise DlexpError(f"{ckpt_path} does not exist.{hint}")
 
     from dlexp.checkpoint import load_checkpoint
     from dlexp.classify import evaluate

@@ -43,6 +43,12 @@ def test_eval_reproduces_the_runs_own_test_metrics(finished_run):
     assert val["val/loss"] != pytest.approx(record["test/loss"], rel=1e-5), "not the test split"
     with pytest.raises(DlexpError, match="must be one of test, val"):
         evaluate_run([str(finished_run), "split=training"])
+    (finished_run / "checkpoints" / "best.pt").rename(finished_run / "best.pt.away")
+    try:
+        with pytest.raises(DlexpError, match="best.pt does not exist. It has: ckpt=last"):
+            evaluate_run([str(finished_run)])
+    finally:
+        (finished_run / "best.pt.away").rename(finished_run / "checkpoints" / "best.pt")
 
 
 def test_rerun_starts_a_new_folder_with_the_same_config(finished_run, tmp_path, monkeypatch):
