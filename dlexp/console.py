@@ -34,8 +34,7 @@ def error_console() -> Console:
 def print_error(message: str) -> None:
     """One clear error message on stderr, no traceback (and in train.log, where there is one)."""
     error_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
-    if log.hasHandlers():  # no handler yet: Python's last resort would print it twice
-        log.error(message)
+    _to_log_files(logging.ERROR, message)
 
 
 def print_notice(message: str) -> None:
@@ -43,8 +42,16 @@ def print_notice(message: str) -> None:
     error_console().print(
         f"[bold yellow]stopped:[/] {escape(message)}", markup=True, highlight=False
     )
-    if log.hasHandlers():
-        log.warning(message)
+    _to_log_files(logging.WARNING, message)
+
+
+def _to_log_files(level: int, message: str) -> None:
+    """Into train.log, where there is one; the terminal has the message already (a console
+    handler, such as Hydra's own, would print it twice)."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 class Reporter:

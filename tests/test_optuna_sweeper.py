@@ -84,6 +84,22 @@ def metrics(t: Any) -> str:
 # --- end to end, through the real CLI ---------------------------------------------------------
 
 
+def test_bad_search_settings_are_one_message_and_write_nothing(tmp_path: Path) -> None:
+    proc = run_cli(
+        tmp_path, "-m", "hparams_search=lenet_optuna", *TINY,
+        "optim.lr=tag(log, interval(0.1, 0.001))", "hydra.sweeper.n_trials=0",
+        "hydra.sweeper.direction=up",
+    )  # fmt: skip
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert err.count("the search has problems") == 1, "once, not again through Hydra's log"
+    for phrase in ("direction: must be maximize or minimize", "n_trials: must be >= 1",
+                   "optim.lr=tag(log, interval(0.1, 0.001)): `low <= high`"):  # fmt: skip
+        assert phrase in err, err
+    outputs = tmp_path / "outputs"
+    assert (sorted(outputs.rglob("*")) if outputs.exists() else []) == [], "nothing written"
+
+
 @pytest.mark.slow
 def test_a_search_runs_its_trials_and_continues_to_a_larger_total(tmp_path: Path) -> None:
     search = ("-m", "hparams_search=lenet_optuna", *TINY)

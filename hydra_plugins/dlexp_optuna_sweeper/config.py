@@ -84,7 +84,7 @@ class NopPrunerConf:
 
 @dataclass
 class DlexpOptunaSweeperConf:
-    """`hydra.sweeper` for `dlexp -m hparams_search=...` (see docs/optuna.md)."""
+    """`hydra.sweeper` for `dlexp -m hparams_search=...` (see the README's Optuna section)."""
 
     _target_: str = "hydra_plugins.dlexp_optuna_sweeper.optuna_sweeper.DlexpOptunaSweeper"
     # sampler and pruner are handed over as configs: the sweeper stores the pruner's config in

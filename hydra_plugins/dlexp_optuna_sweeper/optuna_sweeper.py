@@ -1,7 +1,7 @@
 """A Hydra sweeper that runs an Optuna study (ask/tell): Bayesian search with pruning behind `-m`.
 
 Our own because Hydra's hydra-optuna-sweeper 1.3 pins optuna<3 (its SQLite storage breaks under
-SQLAlchemy 2), has no pruning, and needs the storage folder to exist first (docs/optuna.md).
+SQLAlchemy 2), has no pruning, and needs the storage folder to exist first (see the README's Optuna section).
 Each trial is one Hydra job from the configured launcher, in `<sweep>/<trial number>_...` (job
 number = trial number, also in a continued study), with the sampled overrides plus
 `dlexp.trial.link_overrides`, through which the job reports every epoch and asks whether to
@@ -95,7 +95,10 @@ def to_distribution(override: Override) -> tuple[Any, list[str] | None]:
         log_scale, ints = "log" in value.tags, "int" in value.tags
         kind = IntDistribution if ints else FloatDistribution
         low, high = (int(value.start), int(value.end)) if ints else (value.start, value.end)
-        return kind(low, high, log=log_scale), None
+        try:
+            return kind(low, high, log=log_scale), None
+        except ValueError as exc:  # low > high, a log scale that reaches 0, ...
+            raise HydraException(f"{override.input_line}: {exc}") from None
     raise HydraException(
         f"{override.input_line}: not a search space the Optuna sweeper understands; use "
         "choice(...), interval(...), tag(log, interval(...)), tag(int, interval(...)) or range(...)"
@@ -117,11 +120,20 @@ class DlexpOptunaSweeper(Sweeper):
         params: DictConfig | None = None,
     ) -> None:
         self.direction = DIRECTIONS.get(str(direction), str(direction))
-        if self.direction not in ("maximize", "minimize") or n_jobs < 1 or n_trials < 0:
-            raise HydraException(
-                f"hydra.sweeper: direction must be maximize or minimize (got {direction!r}), "
-                f"n_jobs >= 1 (got {n_jobs}), n_trials >= 0 (got {n_trials})"
+        # reported by sweep(), as one message before anything is written
+        self.problems = [
+            text
+            for bad, text in (
+                (
+                    self.direction not in ("maximize", "minimize"),
+                    f"hydra.sweeper.direction: must be maximize or minimize (or max, min), "
+                    f"got {direction!r}",
+                ),
+                (n_jobs < 1, f"hydra.sweeper.n_jobs: must be >= 1, got {n_jobs}"),
+                (n_trials < 1, f"hydra.sweeper.n_trials: must be >= 1, got {n_trials}"),
             )
+            if bad
+        ]
         self.study_name, self.storage = study_name, storage
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.params, self.sampler_conf, self.pruner_conf = map(_plain, (params, sampler, pruner))
@@ -140,10 +152,18 @@ class DlexpOptunaSweeper(Sweeper):
         """Run the trials the study lacks to reach `n_trials` (done + pruned), then report."""
         if importlib.util.find_spec("optuna") is None:
             raise HydraException("the Optuna sweeper needs optuna: pip install 'dlexp[sweeps]'")
+        try:
+            space = parse_space(self.params, arguments)
+        except HydraException as exc:
+            self.problems.append(str(exc))
+        if self.problems:
+            from dlexp.console import print_error
+
+            print_error("the search has problems:\n  " + "\n  ".join(self.problems))
+            raise SystemExit(2)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        space = parse_space(self.params, arguments)
         url = self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
         study = self._open_study(url)
         to_run = max(0, self.n_trials - _counted(study))
