@@ -407,4 +407,6 @@ def test_cli_reports_a_missing_text_column_without_traceback(tmp_path: Path) -> 
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert "Traceback" not in output
-    assert "data.text_column: column 'text' is missing" in " ".join(done.stderr.split())
+    err = " ".join(done.stderr.split())
+    assert "data.text_column: column 'text' is not in the header of reviews.csv (line 1)" in err
+    assert "which names: review, label" in err

@@ -87,6 +87,14 @@ def _read_table(path: Path, fmt: str, text_column: str, label_column: str) -> li
             csv.field_size_limit(1 << 30)  # reviews can exceed the default 128 kB per field
             reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
             raw = [(f"{path.name} line {reader.line_num}", row) for row in reader]
+            header = list(reader.fieldnames or [])
+            for column, key in ((text_column, "text_column"), (label_column, "label_column")):
+                if header and column not in header:  # (an empty file: "no rows" below)
+                    raise DlexpError(
+                        f"data.{key}: column {column!r} is not in the header of {path.name} "
+                        f"(line 1), which names: {', '.join(header)}. Set data.{key} to one "
+                        "of them."
+                    )
     rows = []
     for where, row in raw:
         for column, key in ((text_column, "text_column"), (label_column, "label_column")):
@@ -150,7 +158,12 @@ def _classes(cfg: Mapping[str, Any], records: Mapping[str, list[Record]]) -> lis
     if len(classes) < 2:
         raise DlexpError(
             f"data.train: {cfg['train']} has only one label ({', '.join(classes)}); a "
-            f"classifier needs at least two. Check data.label_column={cfg['label_column']}."
+            f"classifier needs at least two. "
+            + (
+                "Check that it holds one subfolder per class."
+                if cfg.get("format") == "folder" or Path(str(cfg["train"])).expanduser().is_dir()
+                else f"Check data.label_column={cfg['label_column']}."
+            )
         )
     return classes
 
