@@ -99,7 +99,8 @@ def varying_hparams(rows: Sequence[Row]) -> list[str]:
         for r in rows:
             per_choice.setdefault(r.get(group), set()).add(r.get(key))
         follows = group in varying and all(len(values) == 1 for values in per_choice.values())
-        return key.endswith("._target_") and follows
+        # data.name, scheduler.name: the same words as the choice itself
+        return key.endswith(("._target_", ".name")) and follows
 
     rank = {g: i for i, g in enumerate(GROUPS)}
     shown = [k for k in varying if not restates_choice(k)]

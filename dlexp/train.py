@@ -40,7 +40,11 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         run_dir = run_dir or Path(hc.runtime.output_dir)
-        choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+        choices = {  # experiment/hparams_search left unset are no choice ("None")
+            k: str(v)
+            for k, v in hc.runtime.choices.items()
+            if not k.startswith("hydra") and v is not None
+        }
         if hc.mode == RunMode.MULTIRUN:
             from dlexp.sweep import parallel_jobs, pin_job
 

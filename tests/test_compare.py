@@ -332,6 +332,21 @@ def test_bad_input_names_what_is_wrong(grid, args, message):
         main([a.replace("{grid}", str(grid)) for a in args])
 
 
+def test_a_group_choice_and_its_name_key_are_one_column(grid, capsys):
+    # data=kmnist sets data.name=kmnist: the table shows the choice once
+    for i, summary_path in enumerate(sorted(grid.rglob("summary.json"))):
+        folder, name = summary_path.parent, "kmnist" if i < 4 else "mnist_sample"
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        cfg["data"]["name"] = name
+        (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+        summary = json.loads(summary_path.read_text())
+        summary["choices"]["data"] = name
+        summary_path.write_text(json.dumps(summary))
+    assert main([str(grid), "--csv", str(grid / "t.csv")]) == 0
+    header = (grid / "t.csv").read_text().splitlines()[0].split(",")
+    assert "data" in header and "data.name" not in header
+
+
 def test_a_run_named_twice_is_compared_once(grid, capsys):
     runs = sorted(p.parent for p in grid.rglob("summary.json"))
     assert main([str(runs[0]), str(runs[0]), str(grid)]) == 0

@@ -61,6 +61,7 @@ def test_run_folder_holds_everything(default_run):
     for key in ("wall_time_s", "samples_per_sec", "environment", "best", "final", "started_at"):
         assert summary[key], key
     assert summary["environment"]["torch"] == torch.__version__
+    assert summary["choices"]["model"] == "lenet" and "experiment" not in summary["choices"]
     assert str(run) in proc.stdout, "the final panel names the run folder"
     assert f"run folder: {run}\n" in proc.stdout, "a long path is never wrapped in a pipe"
     assert "\x1b[" not in proc.stdout, "no terminal control codes without a TTY"
