@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,18 @@ class ClassificationRun:
             f"{head}\nmodel: {type(self.model).__name__} ({n_params:,} parameters) on "
             f"{self.device} · data: {self.cfg['data']['name']} ({self.data.describe()})"
         )
+        trainer, samples = self.cfg["trainer"], self.data.train.num_samples
+        if trainer["batch_size"] > samples * distributed.world_size():
+            self.reporter.info(
+                f"note: trainer.batch_size={trainer['batch_size']} is more than the "
+                f"{samples:,} training samples: one step per epoch"
+            )
+        cores = os.cpu_count() or 1
+        if self.device.type == "cpu" and (trainer["threads"] or 0) > cores:
+            self.reporter.info(
+                f"note: trainer.threads={trainer['threads']} is more than this machine's "
+                f"{cores} cores, which is slower than trainer.threads={cores}"
+            )
 
     def finish(self) -> dict[str, float]:
         """Reload the best weights; figures on validation, metrics on the test split."""

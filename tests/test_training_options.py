@@ -364,6 +364,25 @@ def test_threads_setting_reaches_torch_and_the_summary(make_cfg, tmp_path):
     assert summary["environment"]["threads"] == wanted
 
 
+def test_an_oversized_batch_and_too_many_threads_get_a_note(make_cfg, tmp_path, caplog):
+    import logging
+    import os
+
+    caplog.set_level(logging.INFO, logger="dlexp")
+    cores, default = os.cpu_count() or 1, torch.get_num_threads()
+    try:
+        _, summary, _ = _run(
+            make_cfg, tmp_path, *QUICK, "trainer.test_after_fit=false",
+            "trainer.batch_size=100000", f"trainer.threads={cores + 1}",
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(default)
+    assert summary["status"] == "done" and summary["steps"] == 1
+    text = " ".join(caplog.text.split())
+    assert "trainer.batch_size=100000 is more than the 3,600 training samples" in text
+    assert f"trainer.threads={cores + 1} is more than this machine's {cores} cores" in text
+
+
 def test_compile_where_unsupported_says_so(make_cfg, tmp_path, monkeypatch):
     from dlexp import session
     from dlexp.errors import DlexpError
