@@ -55,6 +55,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load with `weights_only=True`: a file carrying arbitrary pickled objects is refused."""
     if not path.is_file():
         raise DlexpError(f"checkpoint not found: {path}")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise DlexpError(
+            f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive); give the "
+            "checkpoints/best.pt or last.pt of a dlexp run"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError for unsafe globals, RuntimeError for corrupt files

@@ -162,7 +162,7 @@ def test_sample_bad_input_gets_one_message_and_exit_2(
         f"{run} out={tmp_path}": "give a file name ending in .png",
         f"{run} out=/proc/dlexp/grid.png": "cannot write /proc/dlexp/grid.png",
         str(no_best): "no checkpoints/best.pt",
-        str(broken): "refusing to load",
+        str(broken): "is not a PyTorch checkpoint",
     }
     for args, phrase in cases.items():
         code = sample_main(args.split())

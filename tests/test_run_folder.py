@@ -94,6 +94,10 @@ def test_non_dlexp_file_is_refused_with_a_clear_message(tmp_path: Path):
         load_checkpoint(path)
     with pytest.raises(DlexpError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+    table = tmp_path / "reviews.csv"  # e.g. the wrong path in model.eval.feature_checkpoint
+    table.write_text("text,label\ngood,pos\n")
+    with pytest.raises(DlexpError, match="reviews.csv is not a PyTorch checkpoint"):
+        load_checkpoint(table)
 
 
 def test_parallel_sweep_jobs_share_cores_and_take_their_own_gpu(monkeypatch):
