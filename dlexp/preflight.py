@@ -73,7 +73,14 @@ def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
         folders = [d / group for d in config_dirs if (d / group).is_dir()]
         if not folders:
             continue  # a key, not a config group
-        valid = sorted({f.stem for d in folders for f in d.glob("*.yaml")})
+        # model=mine/tiny: options in subfolders are named by their path in the group
+        valid = sorted(
+            {
+                f.relative_to(d).with_suffix("").as_posix()
+                for d in folders
+                for f in d.rglob("*.yaml")
+            }
+        )
         items = value.list if isinstance(value, ChoiceSweep) else [value]
         for item in items:
             twice = (

@@ -301,3 +301,14 @@ def test_more_processes_than_gpus_is_an_error(monkeypatch) -> None:
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(DlexpError, match="--nproc_per_node=1 or fewer"):
         distributed.device_for_rank("cuda")
+
+
+def test_options_in_a_groups_subfolder_count_as_options(tmp_path: Path) -> None:
+    from dlexp.preflight import check_group_options
+
+    (tmp_path / "model" / "mine").mkdir(parents=True)
+    (tmp_path / "model" / "mine" / "tiny.yaml").write_text("{}\n")
+    check_group_options(["model=lenet,mine/tiny"], [CONFIG_DIR, tmp_path])  # no exit
+    with pytest.raises(SystemExit) as stop:
+        check_group_options(["model=lenet,mine/tiyn"], [CONFIG_DIR, tmp_path])
+    assert stop.value.code == 2
