@@ -224,6 +224,13 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
 
         fail(format_problems(problems))
     check_swept_values(args.overrides or [], plain)
+    if (plain.get("model") or {}).get("task") == "gan":
+        ignored = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] == "optim"]
+        if ignored:
+            fail(
+                f"{ignored[0]}: a GAN has two optimizers of its own and ignores the optim group; "
+                f"set model.optim_g.* and model.optim_d.* (e.g. model.optim_d.lr=2e-4)"
+            )
     check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
     return plain

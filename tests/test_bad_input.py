@@ -117,6 +117,10 @@ PREFLIGHT_CASES = {
         ["trainer.overfit_batches=2", "trainer.limit_train_batches=1"],
         [ONE, "give one of them"],
     ),
+    "optim_group_on_a_gan": (
+        ["model=gan", "optim.lr=0.5"],
+        ["optim.lr=0.5: a GAN has two optimizers of its own", "model.optim_d.lr"],
+    ),
     "plus_on_a_chosen_group": (
         ["+experiment=lenet_mnist"],
         ["experiment is already in the defaults", "write experiment=<option> without the +"],
