@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.errors import DlexpError
 from dlexp.schema import unknown_key, validate
 
 
@@ -53,6 +55,30 @@ def first_job_overrides(overrides: list[str]) -> list[str] | None:
         return None
 
 
+def _search_path(overrides: list[str]) -> list[str]:
+    """The entries of a hydra.searchpath=[...] given on the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with contextlib.suppress(Exception):
+        for o in OverridesParser.create().parse_overrides(overrides):
+            if o.key_or_group == "hydra.searchpath" and isinstance(o.value(), list):
+                return [str(_unquoted(v)) for v in o.value()]
+    return []
+
+
+def _unquoted(value: Any) -> Any:
+    """'sgd' typed with quotes reaches us as Hydra's QuotedString: its text, lists item by item."""
+    from hydra.core.override_parser.types import QuotedString
+
+    if isinstance(value, QuotedString):
+        return value.text
+    if isinstance(value, list):
+        return [_unquoted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unquoted(v) for k, v in value.items()}
+    return value
+
+
 def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
     """Every option of a swept or listed config group must exist: only the first job is
     composed here, Hydra would find a bad later value after creating the sweep folder, and for
@@ -81,7 +107,7 @@ def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
                 for f in d.rglob("*.yaml")
             }
         )
-        items = value.list if isinstance(value, ChoiceSweep) else [value]
+        items = _unquoted(value.list if isinstance(value, ChoiceSweep) else [value])
         for item in items:
             twice = (
                 sorted({str(v) for v in item if item.count(v) > 1})
@@ -119,7 +145,7 @@ def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
         if not o.is_sweep_override() or key.startswith("hydra") or "." not in key:
             continue  # config groups are checked by check_group_options
         try:
-            values = list(o.sweep_iterator())
+            values = [_unquoted(v) for v in o.sweep_iterator()]
         except Exception:
             continue  # interval(...) and other search spaces: the sweeper checks those
         parent_path, _, leaf = key.rpartition(".")
@@ -139,7 +165,6 @@ def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
 def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: bool) -> None:
     """A run or sweep folder given on the command line that already holds a run (or a sweep)
     is checked now: once Hydra starts, it rewrites the folder's .hydra/ files and manifest."""
-    from dlexp.errors import DlexpError
     from dlexp.verbs import check_occupied
 
     given = dict(
@@ -209,15 +234,29 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     overrides = first_job_overrides(args.overrides or [])
     if overrides is None:
         return None
-    extra_dirs = [Path(args.config_dir).absolute()] if args.config_dir else []
-    check_group_options(args.overrides or [], [CONFIG_DIR, *extra_dirs])
+    config_dir = Path(args.config_path).absolute() if args.config_path else CONFIG_DIR
+    name = args.config_name or "config"
+    if not (config_dir / f"{name}.yaml").is_file():
+        return None  # a primary config from --config-dir: Hydra finds it; train() validates
+    searched = [f"file://{Path(args.config_dir).absolute()}"] if args.config_dir else []
+    searched += _search_path(args.overrides or [])
+    if any(not p.startswith("file://") for p in searched if p):
+        return None  # pkg:// and other providers: leave the composing to Hydra
+    extra_dirs = [Path(p[len("file://") :]) for p in searched if p]
+    check_group_options(args.overrides or [], [config_dir, *extra_dirs])
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
-    if args.config_dir:
-        overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
-    config_dir = CONFIG_DIR
-    if args.config_path:
-        config_dir = Path(args.config_path).absolute()
-    plain = to_plain(compose(config_dir, args.config_name or "config", overrides))
+    if extra_dirs:
+        overrides.append(f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]")
+    composed = compose(config_dir, name, overrides)
+    try:
+        plain = to_plain(composed)
+    except OmegaConfBaseException as exc:
+        if "HydraConfig was not set" not in str(exc):
+            fail(f"the config cannot be resolved: {str(exc).splitlines()[0]}")
+        if always:
+            fail("values that use ${hydra:...} are known only once a run starts; "
+                 "dlexp validate checks configs without them")  # fmt: skip
+        return None  # ${hydra:job.num} and friends: train() validates inside Hydra
     problems = validate(plain)
     if problems:
         from dlexp.train import format_problems

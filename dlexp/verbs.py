@@ -268,6 +268,11 @@ def check_occupied(cfg: Mapping[str, Any], run_dir: Path) -> bool:
             f"{run_dir} already holds a run. Pass resume=auto to continue it (or to skip it "
             "when it is finished), or choose another hydra.run.dir / hydra.sweep.dir."
         )
+    if not (run_dir / "config.yaml").is_file():
+        raise FolderOccupied(
+            f"{run_dir} holds run files (summary.json or checkpoints/last.pt) but no "
+            "config.yaml: not a dlexp run that can continue. Choose another folder."
+        )
     saved, _ = load_run_config(run_dir)
     changed = [k for k in _differences(saved, cfg) if k not in SAFE_ON_RESUME and k != "resume"]
     if changed:
