@@ -1,0 +1,151 @@
+"""The command line's overrides, option by option: what the first job gets, and whether every
+swept or listed option exists and every swept value is valid. Torch-free (see preflight.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlexp.schema import validate
+
+
+def fail(message: str) -> None:
+    """One message on stderr and exit status 2: the command line is wrong."""
+    from dlexp.console import print_error
+
+    print_error(message)
+    sys.exit(2)
+
+
+def _first_value(override: Any) -> str:
+    if override.is_sweep_override():
+        return str(next(iter(override.sweep_string_iterator())))
+    return override.get_value_element_as_str()
+
+
+def first_job_overrides(overrides: list[str]) -> list[str] | None:
+    """Each sweep replaced by its first value; None when the overrides can't be read here."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        out = []
+        for o in parsed:
+            if o.is_delete():
+                out.append(o.input_line)
+                continue
+            # the key element keeps its own + / ++ prefix
+            out.append(f"{o.get_key_element()}={_first_value(o)}")
+        return out
+    except Exception:  # parse errors, glob sweeps...: Hydra reports those itself
+        return None
+
+
+def search_path(overrides: list[str]) -> list[str]:
+    """The entries of a hydra.searchpath=[...] given on the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with contextlib.suppress(Exception):
+        for o in OverridesParser.create().parse_overrides(overrides):
+            if o.key_or_group == "hydra.searchpath" and isinstance(o.value(), list):
+                return [str(_unquoted(v)) for v in o.value()]
+    return []
+
+
+def _unquoted(value: Any) -> Any:
+    """'sgd' typed with quotes reaches us as Hydra's QuotedString: its text, lists item by item."""
+    from hydra.core.override_parser.types import QuotedString
+
+    if isinstance(value, QuotedString):
+        return value.text
+    if isinstance(value, list):
+        return [_unquoted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unquoted(v) for k, v in value.items()}
+    return value
+
+
+def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
+    """Every option of a swept or listed config group must exist: only the first job is
+    composed here, Hydra would find a bad later value after creating the sweep folder, and for
+    a list (regularization=[l2,dropuot]) Hydra names no valid options."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return  # Hydra reports its own parse errors
+    for o in parsed:
+        group, value = o.key_or_group, o.value()
+        if group.startswith("hydra") or not isinstance(value, (ChoiceSweep, list)):
+            continue  # a single option: Hydra's own message lists the valid ones
+        folders = [d / group for d in config_dirs if (d / group).is_dir()]
+        if not folders:
+            continue  # a key, not a config group
+        # model=mine/tiny: options in subfolders are named by their path in the group
+        valid = sorted(
+            {
+                f.relative_to(d).with_suffix("").as_posix()
+                for d in folders
+                for f in d.rglob("*.yaml")
+            }
+        )
+        items = _unquoted(value.list if isinstance(value, ChoiceSweep) else [value])
+        for item in items:
+            twice = (
+                sorted({str(v) for v in item if item.count(v) > 1})
+                if isinstance(item, list)
+                else []
+            )
+            if twice:
+                fail(f"{o.input_line}: {', '.join(twice)} listed more than once")
+        chosen = [v for item in items for v in (item if isinstance(item, list) else [item])]
+        for option in map(str, chosen):  # regularization=[l2,dropout],[none]: each name
+            if option not in valid:
+                close = difflib.get_close_matches(option, valid, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                fail(
+                    f"{group}={option} (in {o.input_line}): no such option.{hint} "
+                    f"Options of {group}: {', '.join(valid)}"
+                )
+
+
+def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
+    """Each value of a swept key is validated too (the first job's config with that value in
+    place): a typo in the last value must not wait for the earlier jobs to finish."""
+    import copy
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlexp.train import format_problems
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return
+    for o in parsed:
+        key = o.key_or_group
+        if not o.is_sweep_override() or key.startswith("hydra") or "." not in key:
+            continue  # config groups are checked by check_group_options
+        try:
+            values = [_unquoted(v) for v in o.sweep_iterator()]
+        except Exception:
+            continue  # interval(...) and other search spaces: the sweeper checks those
+        parent_path, _, leaf = key.rpartition(".")
+        for value in values[1:]:
+            cfg = copy.deepcopy(first)
+            parent = cfg
+            for part in parent_path.split("."):
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict) or (isinstance(value, str) and "${" in value):
+                break
+            parent[leaf] = value
+            problems = validate(cfg)
+            if problems:
+                fail(f"{key}={value} (in {o.input_line}): " + format_problems(problems))
