@@ -83,6 +83,7 @@ class RunLogger:
         it (by a run that died before its next checkpoint) are dropped, so no step appears twice.
         """
         self.run_dir = run_dir
+        self.resumed = resume_step is not None
         self.metrics_path = run_dir / "metrics.jsonl"
         if resume_step is not None:
             truncate_after(self.metrics_path, resume_step)
@@ -112,8 +113,11 @@ class RunLogger:
             self._tb.add_figure(tag, figure, step, close=False)
 
     def log_hparams(self, hparams: Mapping[str, Any]) -> None:
-        """Open an HParams session for this run; metrics are this run's own scalar tags."""
-        if self._tb is None:
+        """Open an HParams session for this run; metrics are this run's own scalar tags.
+
+        TensorBoard keeps the first start and end record of a run only, so a resumed run writes
+        no second start, and an interrupted one no end: the end comes when it is finished."""
+        if self._tb is None or self.resumed:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -122,12 +126,12 @@ class RunLogger:
 
     def end_hparams(self, status: str) -> None:
         """Close the HParams session: 'done' → success, anything else → failure/aborted."""
-        if self._tb is None:
+        if self._tb is None or status == "interrupted":  # to be resumed: see log_hparams
             return
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
         from torch.utils.tensorboard.summary import Summary, SummaryMetadata
 
-        codes = {"done": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_UNKNOWN}
+        codes = {"done": api_pb2.STATUS_SUCCESS}
         end = plugin_data_pb2.SessionEndInfo(
             status=codes.get(status, api_pb2.STATUS_FAILURE), end_time_secs=time.time()
         )

@@ -22,7 +22,7 @@ from dlexp.sample import main as sample_main
 from dlexp.train import train
 from tests.conftest import cli_env, latest_run, read_jsonl, run_cli
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
-from tests.tbread import scalar_and_image_tags, scalars
+from tests.tbread import hparams_sessions, scalar_and_image_tags, scalars
 
 pytestmark = pytest.mark.slow
 
@@ -236,6 +236,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
     for key in ("best", "final", "reference", "epochs_completed", "steps", "generator_steps"):
         assert sa[key] == sb[key], key
     assert "untrained/frechet_distance" in sb["reference"]
+    _, groups = hparams_sessions(b)  # the HParams dashboard: one run, and it ended well
+    assert len(groups) == 1 and groups[0]["sessions"][0]["status"] == "STATUS_SUCCESS"
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,12 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
     )
     resumed = json.loads((broken / "summary.json").read_text())
     assert resumed["status"] == "done" and resumed["sessions"] == 2
+    # TensorBoard's HParams dashboard: still one run, and it ended well
+    from tests.tbread import hparams_sessions
+
+    _, groups = hparams_sessions(broken)
+    assert len(groups) == 1 and len(groups[0]["sessions"]) == 1
+    assert groups[0]["sessions"][0]["status"] == "STATUS_SUCCESS"
     assert resumed["started_at"] == summary["started_at"], "timed from the first start"
     assert resumed["wall_time_s"] > summary["wall_time_s"]
 
