@@ -119,11 +119,7 @@ class ClassificationRun:
         if self.data.val.num_samples:
             valid += ["val/loss", "val/acc"]
         if self.opts.monitor not in valid:
-            hint = (
-                " (data.val_fraction=0 leaves no validation split)"
-                if not self.data.val.num_samples
-                else ""
-            )
+            hint = "" if self.data.val.num_samples else " (it has no validation split)"
             raise DlexpError(
                 f"trainer.monitor={self.opts.monitor} is not a metric of this run{hint}. "
                 f"Valid: {', '.join(valid)}"

@@ -75,16 +75,17 @@ def assert_same_training(single: Path, ddp: Path) -> None:
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-5)
 
 
-def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
+def _torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp", *ARGS],
-        cwd=tmp_path,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp", *args],
+        cwd=tmp, env=cli_env(tmp), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
+    _torchrun(tmp_path, *ARGS)
     (run,) = runs(tmp_path)  # one run folder, written by rank 0 only
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
     assert_same_training(single, run)
@@ -94,12 +95,7 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     assert two == pytest.approx(one, rel=0.02)
 
     # resume works under torchrun too: train the same run one epoch further
-    proc = subprocess.run(
-        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp",
-         "resume", str(run), "trainer.epochs=2"],
-        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(tmp_path, "resume", str(run), "trainer.epochs=2")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "done" and summary["epochs_completed"] == 2
     assert summary["steps"] == 16 and len(losses(run)) == 4, "each logged step once"
@@ -113,15 +109,6 @@ def test_two_processes_match_one_on_the_same_global_batch(single, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (single_two,) = runs(straight)
     assert_same_training(single_two, run)
-
-
-def _torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "dlexp", *args],
-        cwd=tmp, env=cli_env(tmp), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def test_dropout_under_torchrun_resumes_exactly_with_each_ranks_generator(tmp_path):
