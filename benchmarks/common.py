@@ -19,7 +19,7 @@ def compose_config(overrides: Sequence[str]) -> dict[str, Any]:
     """The shipped configs composed with `overrides`, as plain data (what `dlexp` trains)."""
     from hydra import compose, initialize_config_dir
 
-    from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+    from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
 
     register_resolvers()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

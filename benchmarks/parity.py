@@ -28,8 +28,8 @@ def make_run(
 ):
     from rich.console import Console
 
-    from dlexp.runlog import RunLogger
-    from dlexp.runner import ClassificationRun
+    from dlexp.tasks.classify.task import ClassificationRun
+    from dlexp.tracking.runlog import RunLogger
 
     overrides = [
         f"trainer.device={device}",
@@ -50,7 +50,7 @@ def make_run(
 
 
 def dlexp_epoch(run) -> float:
-    from dlexp.classify import train_one_epoch
+    from dlexp.tasks.classify.loop import train_one_epoch
 
     weights = [p for p in run.model.parameters() if p.ndim >= 2]
     run.state.batch = 0

@@ -23,8 +23,8 @@ from common import compose_config, interleaved, median, report
 def make_run(model: str, batch_size: int, run_dir: Path):
     from rich.console import Console
 
-    from dlexp.gan_runner import GanRun
-    from dlexp.runlog import RunLogger
+    from dlexp.tasks.gan.task import GanRun
+    from dlexp.tracking.runlog import RunLogger
 
     overrides = [f"model={model}", f"trainer.batch_size={batch_size}", "trainer.progress=bar"]
     cfg = compose_config(overrides)
@@ -37,7 +37,7 @@ def make_run(model: str, batch_size: int, run_dir: Path):
 
 
 def dlexp_epoch(run) -> float:
-    from dlexp.gan_loop import train_one_epoch
+    from dlexp.tasks.gan.loop import train_one_epoch
 
     run.state.batch = 0
     run.reporter.start_epoch(run.state.epoch, 1, len(run.loader))

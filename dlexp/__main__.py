@@ -1,5 +1,5 @@
 """`python -m dlexp` runs the same command as `dlexp`."""
 
-from dlexp.cli import main
+from dlexp.cli.main import main
 
 main()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dlexp.config import CONFIG_DIR
+from dlexp.config.paths import CONFIG_DIR
 
 
 def options(group: str) -> list[str]:
@@ -258,7 +258,7 @@ def test_run_that_fails_at_start_leaves_no_folder_or_a_failed_summary(
 def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> None:
     import torch
 
-    from dlexp.builders import build_model
+    from dlexp.engine.builders import build_model
     from dlexp.errors import DlexpError
 
     class Plain(torch.nn.Module):  # no dropout argument
@@ -277,7 +277,7 @@ def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> N
 def test_a_gan_under_torchrun_is_refused(make_cfg, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
-    from dlexp.schema import validate
+    from dlexp.config.schema import validate
 
     cfg = OmegaConf.to_container(make_cfg("model=gan"), resolve=True)
     assert validate(cfg) == []
@@ -289,7 +289,7 @@ def test_a_gan_under_torchrun_is_refused(make_cfg, monkeypatch) -> None:
 def test_more_processes_than_gpus_is_an_error(monkeypatch) -> None:
     import torch
 
-    from dlexp import distributed
+    from dlexp.engine import distributed
     from dlexp.errors import DlexpError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -327,7 +327,7 @@ def test_more_processes_than_gpus_is_an_error(monkeypatch) -> None:
     ],  # fmt: skip
 )
 def test_valid_commands_pass_the_checks(tmp_path: Path, args: list[str], monkeypatch) -> None:
-    from dlexp.preflight import checked_config
+    from dlexp.cli.preflight import checked_config
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DLEXP_OUTPUT_ROOT", str(tmp_path / "outputs"))
@@ -336,7 +336,7 @@ def test_valid_commands_pass_the_checks(tmp_path: Path, args: list[str], monkeyp
 
 
 def test_own_primary_config_and_search_path_are_found(tmp_path: Path, monkeypatch) -> None:
-    from dlexp.preflight import checked_config
+    from dlexp.cli.preflight import checked_config
 
     own = tmp_path / "own"
     (own / "model").mkdir(parents=True)
@@ -359,7 +359,7 @@ def test_a_folder_with_run_files_but_no_config_is_refused_clearly(tmp_path: Path
 
 
 def test_options_in_a_groups_subfolder_count_as_options(tmp_path: Path) -> None:
-    from dlexp.preflight import check_group_options
+    from dlexp.cli.preflight import check_group_options
 
     (tmp_path / "model" / "mine").mkdir(parents=True)
     (tmp_path / "model" / "mine" / "tiny.yaml").write_text("{}\n")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dlexp.compare import main
+from dlexp.cli.compare import main
 from dlexp.errors import DlexpError
 from tests.conftest import REPO, cli_env
 
@@ -356,7 +356,7 @@ def test_a_run_named_twice_is_compared_once(grid, capsys):
 def test_help_and_no_torch(grid, tmp_path, capsys):
     assert main(["--help"]) == 0 and "--group-by" in capsys.readouterr().out
     code = (
-        "import sys; from dlexp.compare import main;"
+        "import sys; from dlexp.cli.compare import main;"
         f"main([{str(grid)!r}, '--group-by', 'optim', '--plot', {str(tmp_path / 'c.png')!r}]);"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
@@ -367,8 +367,8 @@ def test_help_and_no_torch(grid, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_real_runs_through_the_cli(make_cfg, tmp_path):
-    from dlexp.cli import VERBS
-    from dlexp.train import train
+    from dlexp.cli.main import VERBS
+    from dlexp.cli.train import train
 
     runs = tmp_path / "outputs" / "runs"
     for name, lr in (("slow", "0.0001"), ("fast", "0.003")):

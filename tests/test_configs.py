@@ -18,9 +18,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from dlexp.builders import build_model, build_optimizer, build_scheduler
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.schema import validate
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.schema import validate
+from dlexp.engine.builders import build_model, build_optimizer, build_scheduler
 
 GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer", "experiment")
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the data sets
@@ -412,7 +412,13 @@ def test_schema_accepts_precision_32_as_typed_on_the_command_line() -> None:
 
 # --- nothing on the config path imports torch ---------------------------------------------------
 
-TORCH_FREE = ("dlexp.config", "dlexp.schema", "dlexp.preflight", "dlexp.train", "dlexp.cli")
+TORCH_FREE = (
+    "dlexp.config.paths",
+    "dlexp.config.schema",
+    "dlexp.cli.preflight",
+    "dlexp.cli.train",
+    "dlexp.cli.main",
+)
 
 
 def _python(code: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -444,7 +450,7 @@ def test_config_modules_do_not_import_torch(tmp_path: Path) -> None:
 CLI_PROBE = """
 import sys
 sys.argv = ["dlexp", *sys.argv[1:]]
-from dlexp.cli import main
+from dlexp.cli.main import main
 code = 0
 try:
     main()

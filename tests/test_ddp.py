@@ -128,7 +128,7 @@ def test_dropout_under_torchrun_resumes_exactly_with_each_ranks_generator(tmp_pa
 
 
 def test_other_ranks_seed_their_own_stream(monkeypatch):
-    from dlexp import distributed
+    from dlexp.engine import distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     draws = []

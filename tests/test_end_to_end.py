@@ -158,7 +158,7 @@ def test_a_sweep_runs_every_job_in_its_own_named_folder(tmp_path):
 
 def test_python_m_dlexp_train_is_the_same_entry_point(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "dlexp.train", "--cfg", "job", "model=mlp"],
+        [sys.executable, "-m", "dlexp.cli.train", "--cfg", "job", "model=mlp"],
         cwd=tmp_path,
         env=cli_env(tmp_path),
         capture_output=True,
@@ -167,7 +167,7 @@ def test_python_m_dlexp_train_is_the_same_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "dlexp.models.cnn.MLP" in proc.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "dlexp.train", "optim.lrr=1"],
+        [sys.executable, "-m", "dlexp.cli.train", "optim.lrr=1"],
         cwd=tmp_path,
         env=cli_env(tmp_path),
         capture_output=True,

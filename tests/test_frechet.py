@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from dlexp.checkpoint import FORMAT, save_checkpoint
 from dlexp.data.loaders import prepare_images
-from dlexp.errors import DlexpError
-from dlexp.frechet import (
+from dlexp.engine.checkpoint import FORMAT, save_checkpoint
+from dlexp.engine.frechet import (
     FeatureNetwork,
     check_compatible,
     feature_stats,
@@ -19,6 +18,7 @@ from dlexp.frechet import (
     label_entropies,
     sqrt_psd,
 )
+from dlexp.errors import DlexpError
 from dlexp.models.cnn import LeNet5
 
 MNIST_DATA = {"mean": [0.1307], "std": [0.3081], "image_size": 32}

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlexp.preflight import checked_config
-from dlexp.schema import validate
+from dlexp.cli.preflight import checked_config
+from dlexp.config.schema import validate
 from tests.test_configs import compose_plain
 
 DEFAULT = compose_plain()

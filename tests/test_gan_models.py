@@ -18,9 +18,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from dlexp.builders import build_model, build_optimizer
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.gan_loop import (
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.schema import validate
+from dlexp.engine.builders import build_model, build_optimizer
+from dlexp.models.gan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
+from dlexp.tasks.gan.loop import (
     LOSSES,
     GanOptions,
     GanState,
@@ -30,8 +32,6 @@ from dlexp.gan_loop import (
     g_step,
     train_one_epoch,
 )
-from dlexp.models.gan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
-from dlexp.schema import validate
 
 SHAPES = ((1, 28), (1, 32), (3, 32))  # (channels, image size) of every image data set
 LATENT = 16
@@ -308,8 +308,8 @@ def test_validate_never_raises_on_odd_values_in_gan_keys() -> None:
 
 def test_config_side_modules_do_not_import_torch(tmp_path) -> None:
     code = (
-        "import sys, dlexp.schema_gan, dlexp.sample\n"
-        "from dlexp.sample import main\n"
+        "import sys, dlexp.tasks.gan.schema, dlexp.cli.sample\n"
+        "from dlexp.cli.sample import main\n"
         "code = main(['/no/such/run', 'n=4'])\n"
         "print(code, 'torch' in sys.modules)\n"
     )

@@ -15,11 +15,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.gan_runner import GanRun, run_gan
-from dlexp.interrupt import Interrupted
-from dlexp.sample import main as sample_main
-from dlexp.train import train
+from dlexp.cli.sample import main as sample_main
+from dlexp.cli.train import train
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.engine.interrupt import Interrupted
+from dlexp.tasks.gan.task import GanRun, run_gan
 from tests.conftest import cli_env, latest_run, read_jsonl, run_cli
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags, scalars
@@ -171,7 +171,7 @@ def test_sample_bad_input_gets_one_message_and_exit_2(
         assert phrase in err and "Traceback" not in err, (args, err)
     # and as a user runs it
     proc = subprocess.run(
-        [sys.executable, "-m", "dlexp.sample", str(lenet_run)],
+        [sys.executable, "-m", "dlexp.cli.sample", str(lenet_run)],
         capture_output=True,
         text=True,
         timeout=120,

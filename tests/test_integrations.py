@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlexp.train import train
+from dlexp.cli.train import train
 from tests.conftest import REPO, cli_env, latest_run, read_jsonl, run_cli
 from tests.fakedata import write_mnist_idx
 
@@ -102,7 +102,11 @@ def test_non_editable_install_finds_packaged_configs(tmp_path):
     elsewhere.mkdir()
     env = cli_env(elsewhere, PYTHONPATH=str(site))
     probe = subprocess.run(
-        [sys.executable, "-c", "import dlexp.config as c; print(c.__file__); print(c.CONFIG_DIR)"],
+        [
+            sys.executable,
+            "-c",
+            "import dlexp.config.paths as c; print(c.__file__); print(c.CONFIG_DIR)",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,

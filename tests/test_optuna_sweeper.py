@@ -2,7 +2,7 @@
 
 The CLI tests run `dlexp -m hparams_search=...` on tiny jobs and read the study back from its
 SQLite file in the sweep folder. The others check the search-space syntax, the shipped search
-configs, and the job's side of the contract (`dlexp.trial`) in a process of its own.
+configs, and the job's side of the contract (`dlexp.sweeps.trial`) in a process of its own.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from dlexp import trial
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.schema import validate
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.schema import validate
+from dlexp.sweeps import trial
 from tests.conftest import cli_env, run_cli
 
 optuna = pytest.importorskip("optuna")
@@ -213,7 +213,7 @@ def test_a_job_in_another_process_reports_and_is_pruned_through_the_storage(
     cfg = {"optuna": {"storage": url, "study": "s", "trial": second.number}}
     code = (  # outside a search: False, and optuna stays unimported; then trial 1's job
         "import sys\n"
-        "from dlexp import trial\n"
+        "from dlexp.sweeps import trial\n"
         "print(trial.should_prune({'trainer': {}}, 1, 0.5), 'optuna' in sys.modules)\n"
         f"print([trial.should_prune({cfg!r}, epoch, 0.1) for epoch in (1, 2)])\n"
         "print('torch' in sys.modules)\n"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from dlexp.cli.train import train
+from dlexp.cli.verbs import resume
+from dlexp.engine.interrupt import Interrupted
 from dlexp.errors import DlexpError
-from dlexp.interrupt import Interrupted
-from dlexp.runner import ClassificationRun, run_classification
-from dlexp.train import train
-from dlexp.verbs import resume
+from dlexp.tasks.classify.task import ClassificationRun, run_classification
 from tests.conftest import cli_env, read_jsonl, run_cli
 
 pytestmark = pytest.mark.slow
@@ -133,7 +133,7 @@ KILL_DURING_SAVE = textwrap.dedent(
     """
     import os, signal, sys, torch
     from pathlib import Path
-    from dlexp.checkpoint import FORMAT, save_checkpoint
+    from dlexp.engine.checkpoint import FORMAT, save_checkpoint
     path = Path(sys.argv[1])
     save_checkpoint({"format": FORMAT, "model": {"w": torch.ones(3)}}, path)
     # the next save is killed after the new file is written, before it is renamed into place
@@ -147,7 +147,7 @@ def test_sigkill_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path
     path = tmp_path / "checkpoints" / "last.pt"
     proc = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(path)], timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    from dlexp.checkpoint import load_checkpoint
+    from dlexp.engine.checkpoint import load_checkpoint
 
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
 

@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.builders import build_model
-from dlexp.config import to_plain
+from dlexp.config.paths import to_plain
+from dlexp.engine.builders import build_model
 from dlexp.errors import DlexpError
 from dlexp.models.rnn import CELLS, READOUTS, RNNClassifier, SentimentLSTM
 
@@ -186,7 +186,7 @@ def test_every_shipped_sequence_config_builds_for_token_ids(make_cfg, option: st
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, 1.0), (0.0, None), (2.5, 2.5)])
 def test_grad_clip_null_is_the_family_default_and_zero_turns_it_off(setting, expected) -> None:
-    from dlexp.builders import build_loop_options
+    from dlexp.engine.builders import build_loop_options
 
     trainer = {
         "epochs": 1, "log_every_n_steps": 1, "precision": "32", "grad_clip": setting,

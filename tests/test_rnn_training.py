@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlexp.builders import build_model
-from dlexp.checkpoint import load_checkpoint
+from dlexp.cli.train import train
 from dlexp.data import imdb
 from dlexp.data.tokenize import Vocabulary
-from dlexp.train import train
+from dlexp.engine.builders import build_model
+from dlexp.engine.checkpoint import load_checkpoint
 from tests.conftest import latest_run, read_jsonl, run_cli
 from tests.textdata import imdb_checksum, order_corpus, write_aclimdb_archive, write_table
 

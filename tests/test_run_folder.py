@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlexp.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from dlexp.config import slug, unique_dir
+from dlexp.config.paths import slug, unique_dir
+from dlexp.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from dlexp.errors import DlexpError
 
 
@@ -34,7 +34,7 @@ def test_concurrent_claims_of_one_name_get_distinct_folders(tmp_path: Path):
 def test_a_claimed_folder_left_empty_is_removed_at_exit(tmp_path: Path):
     # Hydra claims a default sweep folder even when a config replaces it
     code = (
-        "import sys; from pathlib import Path; from dlexp.config import unique_dir\n"
+        "import sys; from pathlib import Path; from dlexp.config.paths import unique_dir\n"
         "used = Path(unique_dir(sys.argv[1], 'used')); (used / 'f').touch()\n"
         "unique_dir(sys.argv[1], 'unused')\n"
     )
@@ -101,7 +101,7 @@ def test_non_dlexp_file_is_refused_with_a_clear_message(tmp_path: Path):
 
 
 def test_parallel_sweep_jobs_share_cores_and_take_their_own_gpu(monkeypatch):
-    from dlexp.sweep import parallel_jobs, pin_job
+    from dlexp.sweeps.manifest import parallel_jobs, pin_job
 
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")

@@ -218,7 +218,7 @@ def test_torch_settings_of_one_job_do_not_leak_into_the_next():
     # the basic launcher runs a sweep's jobs one after another in one process
     import torch
 
-    from dlexp.session import _DEFAULT_THREADS, setup_torch
+    from dlexp.engine.setup import _DEFAULT_THREADS, setup_torch
 
     base = {"device": "cpu", "precision": "32", "seed": 0}
     try:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from dlexp.config.schema import validate
 from dlexp.data import imdb
 from dlexp.data.text import build_text_data
 from dlexp.data.tokenize import PAD, UNK, UNK_ID, Vocabulary, tokenize
 from dlexp.errors import DatasetNotFoundError, DlexpError
-from dlexp.schema import validate
 from tests.conftest import run_cli
 from tests.textdata import (
     NEGATIVE,
@@ -362,7 +362,7 @@ def test_state_is_plain_and_encodes_new_text_like_training(tmp_path: Path) -> No
 
 
 def test_schema_checks_text_configs_and_model_data_pairs(make_cfg, tmp_path: Path) -> None:
-    from dlexp.config import to_plain
+    from dlexp.config.paths import to_plain
 
     def problems(*overrides: str) -> list[str]:
         return validate(to_plain(make_cfg(*overrides)))

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from dlexp import classify
-from dlexp.checkpoint import load_checkpoint
-from dlexp.classify import LoopOptions, TrainState, train_one_epoch
+from dlexp.cli.train import train
 from dlexp.data.loaders import DataLoaderBatches
+from dlexp.engine.checkpoint import load_checkpoint
+from dlexp.engine.setup import autocast_for, wants_channels_last
 from dlexp.models.cnn import MLP, ConvNet, LeNet5
-from dlexp.session import autocast_for, wants_channels_last
-from dlexp.train import train
+from dlexp.tasks.classify import loop as classify
+from dlexp.tasks.classify.loop import LoopOptions, TrainState, train_one_epoch
 from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -384,7 +384,7 @@ def test_an_oversized_batch_and_too_many_threads_get_a_note(make_cfg, tmp_path, 
 
 
 def test_compile_where_unsupported_says_so(make_cfg, tmp_path, monkeypatch):
-    from dlexp import session
+    from dlexp.engine import setup as session
     from dlexp.errors import DlexpError
 
     def unsupported() -> None:

@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
+from dlexp.cli.evaluate import evaluate_run
+from dlexp.cli.train import train
+from dlexp.cli.verbs import rerun, resume
 from dlexp.errors import DlexpError
-from dlexp.evaluate import evaluate_run
-from dlexp.train import train
-from dlexp.verbs import rerun, resume
 from tests.conftest import read_jsonl, run_cli
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dlexp.config import expand_path
+from dlexp.config.paths import expand_path
 from dlexp.data.loaders import DataLoaderBatches, TensorLoader, channel_stats, prepare_images
 
 

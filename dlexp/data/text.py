@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlexp.config import expand_path
+from dlexp.config.paths import expand_path
 from dlexp.data.loaders import TensorLoader, epoch_generator
 from dlexp.data.textfiles import load_text_files
 from dlexp.data.tokenize import (

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dlexp.config import expand_path
+from dlexp.config.paths import expand_path
 from dlexp.data.tokenize import Corpus, tokenize_corpus
 from dlexp.errors import DlexpError
 

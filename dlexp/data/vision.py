@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlexp.config.schema import VISION_DATASETS  # one list, also used before torch loads
 from dlexp.errors import DatasetNotFoundError, DlexpError
-from dlexp.schema import VISION_DATASETS  # one list, also used before torch loads
 
 # The torchvision class behind each downloadable data set.
 _TORCHVISION_CLASSES = {

@@ -4,7 +4,7 @@ Our own because Hydra's hydra-optuna-sweeper 1.3 pins optuna<3 (its SQLite stora
 SQLAlchemy 2), has no pruning, and needs the storage folder to exist first (see the README's Optuna section).
 Each trial is one Hydra job from the configured launcher, in `<sweep>/<trial number>_...` (job
 number = trial number, also in a continued study), with the sampled overrides plus
-`dlexp.trial.link_overrides`, through which the job reports every epoch and asks whether to
+`dlexp.sweeps.trial.link_overrides`, through which the job reports every epoch and asks whether to
 stop. Its return value is the objective: NaN or an error makes the trial FAIL, `Pruned` PRUNED.
 Optuna is imported only inside `sweep`; no `from __future__ import annotations` (config.py).
 """
@@ -26,7 +26,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp import trial as link  # torch-free: the job side of the contract
+from dlexp.sweeps import trial as link  # torch-free: the job side of the contract
 
 log = logging.getLogger(__name__)
 DIRECTIONS = {"max": "maximize", "min": "minimize"}  # trainer.monitor_mode's words, too
@@ -157,7 +157,7 @@ class DlexpOptunaSweeper(Sweeper):
         except HydraException as exc:
             self.problems.append(str(exc))
         if self.problems:
-            from dlexp.console import print_error
+            from dlexp.tracking.console import print_error
 
             print_error("the search has problems:\n  " + "\n  ".join(self.problems))
             raise SystemExit(2)

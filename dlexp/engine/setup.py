@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from dlexp.builders import resolve_device
+from dlexp.engine.builders import resolve_device
 from dlexp.errors import DlexpError
 
 _DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (OMP_NUM_THREADS or the cores)

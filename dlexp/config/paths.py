@@ -17,11 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 def config_dir() -> Path:
     """The packaged configs: `dlexp/configs` in an installed wheel, `<repo>/configs` in a checkout."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "configs"
+    package = Path(__file__).resolve().parent.parent  # dlexp/
+    packaged = package / "configs"
     if (packaged / "config.yaml").is_file():
         return packaged
-    return here.parent / "configs"
+    return package.parent / "configs"
 
 
 CONFIG_DIR = config_dir()
@@ -42,7 +42,7 @@ def unique_dir(parent: str, name: str) -> str:
     if not _claimed:
         atexit.register(_remove_unused_claims)
     if os.environ.get("RANK", "0") != "0":
-        # torchrun: rank 0 claims the run folder and tells the others (dlexp.distributed);
+        # torchrun: rank 0 claims the run folder and tells the others (dlexp.engine.distributed);
         # Hydra's own files of the other ranks go to a scratch folder
         import tempfile
 

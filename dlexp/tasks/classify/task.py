@@ -11,9 +11,11 @@ from typing import Any
 
 import torch
 
-from dlexp import distributed, figures, trial
-from dlexp.builders import build_loop_options, build_model, build_optimizer, build_scheduler
-from dlexp.checkpoint import (
+from dlexp.config.paths import expand_path
+from dlexp.data.pipeline import build_data
+from dlexp.engine import distributed
+from dlexp.engine.builders import build_loop_options, build_model, build_optimizer, build_scheduler
+from dlexp.engine.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
@@ -22,14 +24,8 @@ from dlexp.checkpoint import (
     save_checkpoint,
     save_epoch_checkpoints,
 )
-from dlexp.classify import NonFiniteLoss, TrainState, evaluate, fit
-from dlexp.config import expand_path
-from dlexp.console import Reporter
-from dlexp.data.pipeline import build_data
-from dlexp.errors import DlexpError
-from dlexp.interrupt import StopRequest, outcome, with_checkpoint_note
-from dlexp.runlog import RunLogger, hparams_of
-from dlexp.session import (
+from dlexp.engine.interrupt import StopRequest, outcome, with_checkpoint_note
+from dlexp.engine.setup import (
     Stopwatch,
     check_writable,
     compile_model,
@@ -38,7 +34,13 @@ from dlexp.session import (
     wants_channels_last,
     write_run_files,
 )
-from dlexp.summary import write_summary
+from dlexp.errors import DlexpError
+from dlexp.sweeps import trial
+from dlexp.tasks.classify.loop import NonFiniteLoss, TrainState, evaluate, fit
+from dlexp.tracking import figures
+from dlexp.tracking.console import Reporter
+from dlexp.tracking.runlog import RunLogger, hparams_of
+from dlexp.tracking.summary import write_summary
 
 log = logging.getLogger("dlexp")
 EPOCH_COLUMNS = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "best"]

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlexp.schema import validate
+from dlexp.config.schema import validate
 
 
 def fail(message: str) -> None:
     """One message on stderr and exit status 2: the command line is wrong."""
-    from dlexp.console import print_error
+    from dlexp.tracking.console import print_error
 
     print_error(message)
     sys.exit(2)
@@ -123,7 +123,7 @@ def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dlexp.train import format_problems
+    from dlexp.cli.train import format_problems
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

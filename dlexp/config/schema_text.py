@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dlexp.schema import MODELS as IMAGE_MODELS
-from dlexp.schema_spec import BOOL, PROB, Choice, Float, Int, Spec, _check_table
+from dlexp.config.schema import MODELS as IMAGE_MODELS
+from dlexp.config.spec import BOOL, PROB, Choice, Float, Int, Spec, _check_table
 
 RNN = "dlexp.models.rnn.RNNClassifier"
 SENTIMENT = "dlexp.models.rnn.SentimentLSTM"

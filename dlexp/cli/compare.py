@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.errors import DlexpError
-from dlexp.runs import Row, epoch_records, load_runs, number
+from dlexp.tracking.runs import Row, epoch_records, load_runs, number
 
 GROUPS = ("model", "optim", "scheduler", "regularization", "data", "trainer")
 EXTRA_METRICS = ("epochs", "wall_time_s")

@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
-from dlexp import trial
-from dlexp.builders import build_gan_options, build_model, build_optimizer
-from dlexp.checkpoint import (
+from dlexp.cli.sample import grid_figure, write_grid
+from dlexp.config.paths import expand_path
+from dlexp.data.pipeline import build_gan_data
+from dlexp.engine.builders import build_gan_options, build_model, build_optimizer
+from dlexp.engine.checkpoint import (
     FORMAT,
     capture_rng,
     load_checkpoint,
@@ -24,24 +26,22 @@ from dlexp.checkpoint import (
     save_checkpoint,
     save_epoch_checkpoints,
 )
-from dlexp.classify import NonFiniteLoss
-from dlexp.config import expand_path
-from dlexp.console import Reporter
-from dlexp.data.pipeline import build_gan_data
-from dlexp.frechet import Evaluation, build_evaluation
-from dlexp.gan_loop import GanState, fit
-from dlexp.interrupt import StopRequest, outcome, with_checkpoint_note
-from dlexp.models.gan import generate
-from dlexp.runlog import RunLogger, hparams_of, write_json
-from dlexp.sample import grid_figure, write_grid
-from dlexp.session import (
+from dlexp.engine.frechet import Evaluation, build_evaluation
+from dlexp.engine.interrupt import StopRequest, outcome, with_checkpoint_note
+from dlexp.engine.setup import (
     Stopwatch,
     check_writable,
     setup_torch,
     update_latest,
     write_run_files,
 )
-from dlexp.summary import common_fields, last_epoch_record
+from dlexp.models.gan import generate
+from dlexp.sweeps import trial
+from dlexp.tasks.classify.loop import NonFiniteLoss
+from dlexp.tasks.gan.loop import GanState, fit
+from dlexp.tracking.console import Reporter
+from dlexp.tracking.runlog import RunLogger, hparams_of, write_json
+from dlexp.tracking.summary import common_fields, last_epoch_record
 
 MONITOR = "eval/frechet_distance"
 FALLBACK = "train/g_loss"

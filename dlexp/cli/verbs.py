@@ -15,8 +15,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from dlexp.config.schema import unknown_key, validate
 from dlexp.errors import DlexpError, FolderOccupied
-from dlexp.schema import unknown_key, validate
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
 SAFE_ON_RESUME = (
@@ -136,7 +136,7 @@ def apply_overrides(
 def check_valid(cfg: Mapping[str, Any]) -> None:
     problems = validate(cfg)
     if problems:
-        from dlexp.train import format_problems
+        from dlexp.cli.train import format_problems
 
         raise DlexpError(format_problems(problems))
 
@@ -162,10 +162,10 @@ def run_task(
     cfg: dict[str, Any], run_dir: Path, choices: dict[str, str], resume: Path | None = None
 ) -> float:
     if cfg["model"].get("task", "classify") == "gan":
-        from dlexp.gan_runner import run_gan
+        from dlexp.tasks.gan.task import run_gan
 
         return run_gan(cfg, run_dir, choices, resume=resume)
-    from dlexp.runner import run_classification
+    from dlexp.tasks.classify.task import run_classification
 
     return run_classification(cfg, run_dir, choices, resume=resume)
 
@@ -239,7 +239,7 @@ def rerun(argv: list[str]) -> float:
     """dlexp rerun <run folder | latest> [key=value ...] [--trust]: a new run, same config."""
     from datetime import datetime
 
-    from dlexp.config import expand_path, unique_dir
+    from dlexp.config.paths import expand_path, unique_dir
 
     args, flags = split_flags(argv, ("--trust",))
     if not args:
@@ -292,7 +292,7 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
     returned), an interrupted one continues from last.pt, a failed one starts over with its
     files moved to failed_attempts/.
     """
-    from dlexp.sweep import finished_objective, set_aside_failed_attempt
+    from dlexp.sweeps.manifest import finished_objective, set_aside_failed_attempt
 
     summary_path = run_dir / "summary.json"
     ckpt = run_dir / "checkpoints" / "last.pt"
@@ -303,7 +303,7 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
         return None, objective
     status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None
     if status == "failed" or not ckpt.is_file():
-        from dlexp.distributed import is_main
+        from dlexp.engine.distributed import is_main
 
         if is_main():
             set_aside_failed_attempt(run_dir)

@@ -1,6 +1,6 @@
 """The single entry point that composes the configs and trains.
 
-    dlexp model=lenet optim=adam            # = python -m dlexp.train model=lenet optim=adam
+    dlexp model=lenet optim=adam            # = python -m dlexp.cli.train model=lenet optim=adam
     dlexp -m optim=sgd,adam optim.lr=1e-3,1e-2
 
 `main()` checks the command line, then hands it to Hydra, which composes the config, claims a
@@ -19,10 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.schema import validate
+from dlexp.engine.interrupt import Interrupted
 from dlexp.errors import DlexpError, FolderOccupied
-from dlexp.interrupt import Interrupted
-from dlexp.schema import validate
 
 register_resolvers()
 
@@ -46,12 +46,12 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             if not k.startswith("hydra") and v is not None
         }
         if hc.mode == RunMode.MULTIRUN:
-            from dlexp.sweep import parallel_jobs, pin_job
+            from dlexp.sweeps.manifest import parallel_jobs, pin_job
 
             plain["trainer"] = pin_job(plain["trainer"], hc.job.num, parallel_jobs(hc))
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
-    from dlexp import distributed
+    from dlexp.engine import distributed
 
     if distributed.world_size() > 1:  # torchrun: every rank works in rank 0's folder
         scratch, run_dir = run_dir, distributed.shared_run_dir(run_dir, plain["trainer"]["device"])
@@ -60,7 +60,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             import shutil
 
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    from dlexp.verbs import prepare_folder, run_task
+    from dlexp.cli.verbs import prepare_folder, run_task
 
     resume, finished = prepare_folder(plain, run_dir)
     if finished is not None:
@@ -84,7 +84,7 @@ def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except Interrupted as exc:  # Ctrl-C / SIGTERM: saved; stop the whole sweep too
-        from dlexp.console import print_notice
+        from dlexp.tracking.console import print_notice
 
         print_notice(str(exc))
         hc = HydraConfig.get()
@@ -96,18 +96,18 @@ def hydra_main(cfg: DictConfig) -> float:
         record_job_now()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: the user could not wait for the save
-        from dlexp.console import print_notice
+        from dlexp.tracking.console import print_notice
 
         print_notice("aborted at once; checkpoints/last.pt, if any, is from before")
         record_job_now()
         sys.exit(130)
     except DlexpError as exc:
-        from dlexp.console import print_error
+        from dlexp.tracking.console import print_error
 
         print_error(str(exc))
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
-            from dlexp.sweep import Refused, write_failed_summary
+            from dlexp.sweeps.manifest import Refused, write_failed_summary
 
             if isinstance(exc, FolderOccupied):  # the folder's own run stays as it was
                 outcome: float = Refused(str(exc))
@@ -125,7 +125,7 @@ def record_job_now(outcome: float | None = None) -> None:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return
-    from dlexp.sweep import Refused, job_entry, record_job
+    from dlexp.sweeps.manifest import Refused, job_entry, record_job
 
     entry = job_entry(Path(hc.runtime.output_dir), hc.job.num, list(hc.overrides.task))
     if isinstance(outcome, Refused):
@@ -135,7 +135,7 @@ def record_job_now(outcome: float | None = None) -> None:
 
 def main() -> None:
     """Console entry: catch override mistakes with a clear message, then run Hydra."""
-    from dlexp.preflight import preflight
+    from dlexp.cli.preflight import preflight
 
     preflight(sys.argv[1:])
     hydra_main()

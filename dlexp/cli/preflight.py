@@ -18,22 +18,22 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from dlexp.config import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.errors import DlexpError
-from dlexp.overrides import (
+from dlexp.cli.overrides import (
     check_group_options,
     check_swept_values,
     fail,
     first_job_overrides,
     search_path,
 )
-from dlexp.schema import unknown_key, validate
+from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.schema import unknown_key, validate
+from dlexp.errors import DlexpError
 
 
 def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: bool) -> None:
     """A run or sweep folder given on the command line that already holds a run (or a sweep)
     is checked now: once Hydra starts, it rewrites the folder's .hydra/ files and manifest."""
-    from dlexp.verbs import check_occupied
+    from dlexp.cli.verbs import check_occupied
 
     given = dict(
         o.split("=", 1) for o in overrides if o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
@@ -127,7 +127,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         return None  # ${hydra:job.num} and friends: train() validates inside Hydra
     problems = validate(plain)
     if problems:
-        from dlexp.train import format_problems
+        from dlexp.cli.train import format_problems
 
         fail(format_problems(problems))
     check_swept_values(args.overrides or [], plain)

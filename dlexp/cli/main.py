@@ -15,19 +15,19 @@ import re
 import sys
 
 VERBS = {
-    "resume": "dlexp.verbs:resume",
-    "rerun": "dlexp.verbs:rerun",
-    "eval": "dlexp.evaluate:evaluate_run",
-    "validate": "dlexp.evaluate:validate_config",
-    "sample": "dlexp.sample:main",
-    "compare": "dlexp.compare:main",
+    "resume": "dlexp.cli.verbs:resume",
+    "rerun": "dlexp.cli.verbs:rerun",
+    "eval": "dlexp.cli.evaluate:evaluate_run",
+    "validate": "dlexp.cli.evaluate:validate_config",
+    "sample": "dlexp.cli.sample:main",
+    "compare": "dlexp.cli.compare:main",
 }
 
 
 def run_verb(name: str, argv: list[str]) -> int:
     """Call a verb; user mistakes become one message and exit status 2."""
+    from dlexp.engine.interrupt import Interrupted
     from dlexp.errors import DlexpError
-    from dlexp.interrupt import Interrupted
 
     module, func = VERBS[name].split(":")
     if argv[:1] in (["-h"], ["--help"]) and name in ("resume", "rerun", "eval", "validate"):
@@ -37,17 +37,17 @@ def run_verb(name: str, argv: list[str]) -> int:
     try:
         result = getattr(importlib.import_module(module), func)(argv)
     except Interrupted as exc:
-        from dlexp.console import print_notice
+        from dlexp.tracking.console import print_notice
 
         print_notice(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C outside training (a second one during training)
-        from dlexp.console import print_notice
+        from dlexp.tracking.console import print_notice
 
         print_notice(f"dlexp {name} interrupted")
         return 130
     except DlexpError as exc:
-        from dlexp.console import print_error
+        from dlexp.tracking.console import print_error
 
         print_error(str(exc))
         return 2
@@ -67,7 +67,7 @@ def main() -> None:
         argv[0] = sys.argv[1] = "--help"
     elif argv and re.fullmatch(r"[A-Za-z][\w-]*", argv[0]):  # a word: not an override
         sys.exit(unknown_command(argv[0]))
-    from dlexp.train import main as train_main
+    from dlexp.cli.train import main as train_main
 
     train_main()
 
@@ -75,7 +75,7 @@ def main() -> None:
 def unknown_command(word: str) -> int:
     import difflib
 
-    from dlexp.console import print_error
+    from dlexp.tracking.console import print_error
 
     close = [v for v in VERBS if word.startswith(v) or v.startswith(word)][:1]
     close = close or difflib.get_close_matches(word, [*VERBS, "train"], n=1, cutoff=0.6)

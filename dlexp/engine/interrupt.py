@@ -83,7 +83,7 @@ def with_checkpoint_note(exc: DlexpError, ckpt_dir: Any) -> DlexpError:
 
 def outcome(exc: BaseException) -> tuple[str, str]:
     """(status, error) that summary.json records for a run that ended with `exc`."""
-    from dlexp.trial import Pruned
+    from dlexp.sweeps.trial import Pruned
 
     if isinstance(exc, Interrupted):
         return "interrupted", str(exc)

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dlexp.cli.verbs import check_trust, find_run, load_run_config, split_flags
 from dlexp.errors import DlexpError
-from dlexp.verbs import check_trust, find_run, load_run_config, split_flags
 
 SPLITS = ("test", "val")
 CHECKPOINTS = ("best", "last")
@@ -51,10 +51,10 @@ def evaluate_run(argv: list[str]) -> int:
         )
         raise DlexpError(f"{ckpt_path} does not exist.{hint}")
 
-    from dlexp.checkpoint import load_checkpoint
-    from dlexp.classify import evaluate
-    from dlexp.console import Reporter
-    from dlexp.runner import ClassificationRun
+    from dlexp.engine.checkpoint import load_checkpoint
+    from dlexp.tasks.classify.loop import evaluate
+    from dlexp.tasks.classify.task import ClassificationRun
+    from dlexp.tracking.console import Reporter
 
     run = ClassificationRun(cfg, run_dir, choices)
     run.build()
@@ -81,18 +81,18 @@ def evaluate_run(argv: list[str]) -> int:
 
 def validate_config(argv: list[str]) -> int:
     """dlexp validate [overrides]: compose, check and build every component; train nothing."""
-    from dlexp.preflight import checked_config
+    from dlexp.cli.preflight import checked_config
 
     cfg = checked_config(argv, always=True)
     if cfg is None:
         raise DlexpError("usage: dlexp validate [group=option ...] [key=value ...]")
     if cfg["model"].get("task", "classify") != "classify":
-        from dlexp.console import Reporter
+        from dlexp.tracking.console import Reporter
 
         Reporter("plain").final("dlexp validate", {"config": "valid (GAN: not built here)"})
         return 0
-    from dlexp.console import Reporter
-    from dlexp.runner import ClassificationRun
+    from dlexp.tasks.classify.task import ClassificationRun
+    from dlexp.tracking.console import Reporter
 
     run = ClassificationRun(cfg, Path("."), {})
     run.build()

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from dlexp.errors import DlexpError
-from dlexp.runlog import hparams_of
+from dlexp.tracking.runlog import hparams_of
 
 Row = dict[str, Any]
 DIGITS = re.compile(r"(\d+)")
@@ -30,7 +30,7 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if arg == "latest" or (path.name == "latest" and path.is_file()):  # the newest run
-            from dlexp.verbs import find_run  # imports OmegaConf: only when it is needed
+            from dlexp.cli.verbs import find_run  # imports OmegaConf: only when it is needed
 
             path = find_run(arg)
         if not path.exists():

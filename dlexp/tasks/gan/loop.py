@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlexp.classify import NonFiniteLoss, improved
-from dlexp.frechet import Evaluation, compare
+from dlexp.engine.frechet import Evaluation, compare
 from dlexp.models.gan import generate
+from dlexp.tasks.classify.loop import NonFiniteLoss, improved
 
 LOSSES = ("bce", "lsgan", "hinge")
 # sums kept per epoch: d_loss, D(x), D(G(z)), g_loss, D steps, G steps

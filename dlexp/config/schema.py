@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dlexp.schema_spec import (
+from dlexp.config.spec import (
     BOOL,
     NONNEG,
     POSITIVE,
@@ -208,7 +208,8 @@ def _number(value: Any) -> bool:
 
 def validate(cfg: Mapping[str, Any]) -> list[str]:
     """Every problem in a resolved, plain config; empty when the config is valid."""
-    from dlexp import schema_gan, schema_text
+    from dlexp.config import schema_text
+    from dlexp.tasks.gan import schema as schema_gan
 
     problems: list[str] = []
     for group, table in (

@@ -232,8 +232,8 @@ def build_loop_options(
     world_size: int,
 ) -> Any:
     """The classification loop's settings (`classify.LoopOptions`) from the trainer group."""
-    from dlexp.classify import LoopOptions
-    from dlexp.session import autocast_for
+    from dlexp.engine.setup import autocast_for
+    from dlexp.tasks.classify.loop import LoopOptions
 
     precision, es = str(trainer["precision"]), trainer["early_stopping"]
     return LoopOptions(
@@ -266,8 +266,8 @@ def build_gan_options(
     trainer: Mapping[str, Any], model: Mapping[str, Any], device: torch.device, *, evaluating: bool
 ) -> Any:
     """The GAN loop's settings (`gan_loop.GanOptions`) from the trainer and model groups."""
-    from dlexp.gan_loop import GanOptions
-    from dlexp.session import autocast_for
+    from dlexp.engine.setup import autocast_for
+    from dlexp.tasks.gan.loop import GanOptions
 
     precision, es = str(trainer["precision"]), trainer["early_stopping"]
     return GanOptions(

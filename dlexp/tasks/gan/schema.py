@@ -13,9 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dlexp.config import expand_path
-from dlexp.schema import OPTIMIZERS
-from dlexp.schema_spec import BOOL, Choice, Float, Int, Spec, _check_table, _check_target_group
+from dlexp.config.paths import expand_path
+from dlexp.config.schema import OPTIMIZERS
+from dlexp.config.spec import BOOL, Choice, Float, Int, Spec, _check_table, _check_target_group
 
 LOSSES = ("bce", "lsgan", "hinge")
 GAN_INITS = ("dcgan", "default")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlexp.builders import regularized_weights
+from dlexp.engine.builders import regularized_weights
 from dlexp.errors import DlexpError
 
 
@@ -170,7 +170,7 @@ def _flush(
 ) -> float:
     """Read the window back from the device (the only sync), log it, fold it into the epoch."""
     if world_size > 1:
-        from dlexp.distributed import all_reduce_sum
+        from dlexp.engine.distributed import all_reduce_sum
 
         all_reduce_sum(window)  # equal shards: every rank saw the same number of samples
         window[2:] /= world_size  # penalties and the gradient norm are the same on every rank

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dlexp.runlog import write_json
-from dlexp.session import Stopwatch, environment, git_info, now_iso
+from dlexp.engine.setup import Stopwatch, environment, git_info, now_iso
+from dlexp.tracking.runlog import write_json
 
 
 def last_epoch_record(path: Path) -> dict[str, Any]:

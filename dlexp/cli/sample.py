@@ -55,7 +55,7 @@ def parse_args(args: list[str]) -> dict[str, Any]:
 
 def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
     """The run's config and the checkpoint path; a clear message when it is not a GAN run."""
-    from dlexp.verbs import load_run_config
+    from dlexp.cli.verbs import load_run_config
 
     cfg, _ = load_run_config(run_dir)
     model = cfg.get("model") or {}
@@ -110,10 +110,10 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
     """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
     import torch
 
-    from dlexp.builders import build_model
-    from dlexp.checkpoint import load_checkpoint
+    from dlexp.cli.verbs import check_trust
+    from dlexp.engine.builders import build_model
+    from dlexp.engine.checkpoint import load_checkpoint
     from dlexp.models.gan import generate
-    from dlexp.verbs import check_trust
 
     payload = load_checkpoint(checkpoint, "cpu")
     # the generator is built from the checkpoint's own config, which config.yaml may not match
@@ -132,7 +132,7 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
 
 def sample(argv: list[str]) -> Path:
     """Check everything, then draw and write the grid; returns the PNG's path."""
-    from dlexp.verbs import check_trust, find_run, split_flags
+    from dlexp.cli.verbs import check_trust, find_run, split_flags
 
     args, flags = split_flags(argv, ("--trust",))
     if not args:
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
     try:
         sample(argv)
     except DlexpError as exc:
-        from dlexp.console import print_error
+        from dlexp.tracking.console import print_error
 
         print_error(str(exc))
         return 2

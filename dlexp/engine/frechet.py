@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dlexp.builders import build_model
-from dlexp.checkpoint import load_checkpoint
 from dlexp.data.loaders import prepare_images
+from dlexp.engine.builders import build_model
+from dlexp.engine.checkpoint import load_checkpoint
 from dlexp.errors import DlexpError
 
 # data sets that hold the same kind of images: a classifier of one is a fair judge of the other
