@@ -19,11 +19,37 @@ def compose_config(overrides: Sequence[str]) -> dict[str, Any]:
     """The shipped configs composed with `overrides`, as plain data (what `dlexp` trains)."""
     from hydra import compose, initialize_config_dir
 
-    from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+    from dlexp.config.paths import CONFIG_DIR
+    from dlexp.config.resolvers import register_resolvers, to_plain
 
     register_resolvers()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return to_plain(compose("config", overrides=list(overrides)))
+
+
+def make_runner(overrides: Sequence[str], run_dir: Path) -> Any:
+    """A dlexp Runner with its task built and a logger open, ready for `task.train_epoch`
+    (the benchmarks time single epochs, not whole runs); its progress bar draws into memory."""
+    import io
+
+    from rich.console import Console
+
+    from dlexp.engine.runner import Runner
+    from dlexp.engine.setup import setup_torch
+    from dlexp.tasks import registry
+    from dlexp.tracking.runfolder import RunFolder
+    from dlexp.tracking.runlog import RunLogger
+
+    cfg = compose_config(overrides)
+    run_dir.mkdir(parents=True)
+    task = registry.make_task(cfg)
+    runner = Runner(task, cfg, RunFolder(run_dir), {})
+    runner.device = setup_torch(cfg["trainer"])
+    task.build(cfg, runner.device, runner)
+    runner.state = task.new_state()
+    runner.reporter.console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    runner.logger = RunLogger(run_dir)
+    return runner
 
 
 def machine() -> dict[str, Any]:

@@ -15,22 +15,16 @@ for conv nets on CPU).
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 import time
 from pathlib import Path
 
-from common import compose_config, interleaved, median, report
+from common import interleaved, make_runner, median, report
 
 
 def make_run(
     device: str, batch_size: int, channels_last: bool | str, run_dir: Path, extra: tuple = ()
 ):
-    from rich.console import Console
-
-    from dlexp.tasks.classify.task import ClassificationRun
-    from dlexp.tracking.runlog import RunLogger
-
     overrides = [
         f"trainer.device={device}",
         f"trainer.batch_size={batch_size}",
@@ -39,35 +33,15 @@ def make_run(
         "trainer.seed=0",
         *extra,
     ]
-    cfg = compose_config(overrides)
-    run_dir.mkdir(parents=True)
-    run = ClassificationRun(cfg, run_dir, {})
-    run.build()
-    # a real progress bar, drawn into memory instead of a terminal
-    run.reporter.console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    run.logger = RunLogger(run_dir)
-    return run
+    return make_runner(overrides, run_dir)
 
 
 def dlexp_epoch(run) -> float:
-    from dlexp.tasks.classify.loop import train_one_epoch
-
-    weights = [p for p in run.model.parameters() if p.ndim >= 2]
+    """One epoch through the task's own loop, as the runner calls it."""
     run.state.batch = 0
-    run.reporter.start_epoch(run.state.epoch, 1, len(run.data.train))
+    run.reporter.start_epoch(run.state.epoch, 1, run.task.batches_per_epoch())
     start = time.perf_counter()
-    train_one_epoch(
-        run.model,
-        run.data.train,
-        run.optimizer,
-        run.scheduler,
-        run.scaler,
-        run.state,
-        run.opts,
-        weights,
-        run.log_step,
-        run.should_stop,
-    )
+    run.task.train_epoch(run.state, run.log_step, run.should_stop)
     _sync(run.device)
     elapsed = time.perf_counter() - start
     run.reporter.end_epoch({"epoch": run.state.epoch})
@@ -120,10 +94,10 @@ def measure(
     same = make_run(device_name, bs, False, tmp / "same", (f"model={model}",))
     default = make_run(device_name, bs, "auto", tmp / "default", (f"model={model}", *extra))
     device = same.device
-    loader = same.data.train
-    ref_model = copy.deepcopy(same.model)  # the very same network, trained by hand
+    loader = same.task.data.train
+    ref_model = copy.deepcopy(same.task.model)  # the very same network, trained by hand
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
-    clip = same.opts.grad_clip
+    clip = same.task.opts.grad_clip
     epoch = iter(range(10**6))
 
     def reference() -> float:

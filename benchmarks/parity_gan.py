@@ -12,38 +12,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import tempfile
 import time
 from pathlib import Path
 
-from common import compose_config, interleaved, median, report
+from common import interleaved, make_runner, median, report
 
 
 def make_run(model: str, batch_size: int, run_dir: Path):
-    from rich.console import Console
-
-    from dlexp.tasks.gan.task import GanRun
-    from dlexp.tracking.runlog import RunLogger
-
     overrides = [f"model={model}", f"trainer.batch_size={batch_size}", "trainer.progress=bar"]
-    cfg = compose_config(overrides)
-    run_dir.mkdir(parents=True)
-    run = GanRun(cfg, run_dir, {})
-    run.build()
-    run.reporter.console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    run.logger = RunLogger(run_dir)
-    return run
+    return make_runner(overrides, run_dir)
 
 
 def dlexp_epoch(run) -> float:
-    from dlexp.tasks.gan.loop import train_one_epoch
-
+    """One epoch through the task's own loop, as the runner calls it."""
     run.state.batch = 0
-    run.reporter.start_epoch(run.state.epoch, 1, len(run.loader))
+    run.reporter.start_epoch(run.state.epoch, 1, run.task.batches_per_epoch())
     start = time.perf_counter()
-    nets = (run.generator, run.discriminator, run.opt_g, run.opt_d)
-    train_one_epoch(*nets, run.loader, run.state, run.opts, run.log_step, run.should_stop)
+    run.task.train_epoch(run.state, run.log_step, run.should_stop)
     elapsed = time.perf_counter() - start
     run.reporter.end_epoch({"epoch": run.state.epoch})
     run.state.epoch += 1
@@ -93,10 +79,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(args.model, args.batch_size, Path(tmp) / "run")
-        g, d = copy.deepcopy(run.generator), copy.deepcopy(run.discriminator)
+        g, d = copy.deepcopy(run.task.generator), copy.deepcopy(run.task.discriminator)
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        x, latent = run.loader.x, run.cfg["model"]["latent_dim"]
+        x, latent = run.task.loader.x, run.cfg["model"]["latent_dim"]
         epoch = iter(range(10**6))
         fns = {
             "reference": lambda: reference_epoch(
@@ -106,7 +92,7 @@ def main() -> None:
         }
         interleaved(fns, 1)
         times = {k: median(v) for k, v in interleaved(fns, args.epochs).items()}
-        steps = len(run.loader)
+        steps = run.task.batches_per_epoch()
         samples = steps * args.batch_size
         run.logger.close()
     row = {

@@ -16,4 +16,15 @@ class DatasetNotFoundError(DlexpError):
 
 
 class FolderOccupied(DlexpError):
-    """The run folder already holds a run, and nothing said to continue or skip it."""
+    """The run folder already holds a run, and nothing said to continue or skip it (or
+    another process is writing there)."""
+
+
+def format_problems(problems: list[str]) -> str:
+    """Every problem of a config in one message."""
+    head = (
+        "the config has 1 problem:"
+        if len(problems) == 1
+        else f"the config has {len(problems)} problems:"
+    )
+    return "\n  ".join([head, *problems])

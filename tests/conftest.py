@@ -14,7 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dlexp.config.paths import CONFIG_DIR, register_resolvers
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -277,7 +277,7 @@ def test_a_switch_the_users_own_model_cannot_take_is_an_error_not_ignored() -> N
 def test_a_gan_under_torchrun_is_refused(make_cfg, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
-    from dlexp.config.schema import validate
+    from dlexp.tasks.registry import validate
 
     cfg = OmegaConf.to_container(make_cfg("model=gan"), resolve=True)
     assert validate(cfg) == []

@@ -18,9 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.config.schema import validate
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.builders import build_model, build_optimizer, build_scheduler
+from dlexp.tasks.registry import validate
 
 GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer", "experiment")
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the data sets

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlexp.cli.preflight import checked_config
-from dlexp.config.schema import validate
+from dlexp.tasks.registry import validate
 from tests.test_configs import compose_plain
 
 DEFAULT = compose_plain()

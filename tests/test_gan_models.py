@@ -18,8 +18,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.config.schema import validate
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.builders import build_model, build_optimizer
 from dlexp.models.gan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
 from dlexp.tasks.gan.loop import (
@@ -32,6 +32,7 @@ from dlexp.tasks.gan.loop import (
     g_step,
     train_one_epoch,
 )
+from dlexp.tasks.registry import validate
 
 SHAPES = ((1, 28), (1, 32), (3, 32))  # (channels, image size) of every image data set
 LATENT = 16

@@ -17,9 +17,11 @@ from omegaconf import OmegaConf
 
 from dlexp.cli.sample import main as sample_main
 from dlexp.cli.train import train
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.interrupt import Interrupted
-from dlexp.tasks.gan.task import GanRun, run_gan
+from dlexp.engine.runner import Runner
+from dlexp.tasks.registry import train as run_task
 from tests.conftest import cli_env, latest_run, read_jsonl, run_cli
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags, scalars
@@ -246,7 +248,7 @@ def straight_run(tmp_path_factory, feature_checkpoint) -> tuple[Path, Path]:
     eval_ckpt = f"model.eval.feature_checkpoint={feature_checkpoint}"
     run = tmp / "run"
     run.mkdir()
-    run_gan(to_plain(compose_cfg(tmp, *EXACT, eval_ckpt, "trainer.epochs=2")), run, {})
+    run_task(to_plain(compose_cfg(tmp, *EXACT, eval_ckpt, "trainer.epochs=2")), run, {})
     return run, feature_checkpoint
 
 
@@ -255,9 +257,9 @@ def test_one_epoch_then_resume_equals_two_epochs(straight_run, tmp_path) -> None
     eval_ckpt = f"model.eval.feature_checkpoint={feature_checkpoint}"
     run = tmp_path / "run"
     run.mkdir()
-    run_gan(to_plain(compose_cfg(tmp_path, *EXACT, eval_ckpt, "trainer.epochs=1")), run, {})
+    run_task(to_plain(compose_cfg(tmp_path, *EXACT, eval_ckpt, "trainer.epochs=1")), run, {})
     cfg = to_plain(compose_cfg(tmp_path, *EXACT, eval_ckpt, "trainer.epochs=2"))
-    GanRun(cfg, run, {}).run(resume=run / "checkpoints" / "last.pt")
+    run_task(cfg, run, {}, resume=run / "checkpoints" / "last.pt")
     _assert_same_run(straight, run)
 
 
@@ -270,13 +272,13 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
     run = tmp_path / "run"
     run.mkdir()
     # step 10: in epoch 2, between G steps' log windows (4, 8, 12) — everything must carry over
-    monkeypatch.setattr(GanRun, "should_stop", lambda self: self.state.step >= 10)
+    monkeypatch.setattr(Runner, "should_stop", lambda self: self.state.step >= 10)
     with pytest.raises(Interrupted, match="dlexp resume"):
-        run_gan(cfg, run, {})
+        run_task(cfg, run, {})
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["steps"] == 10
     monkeypatch.undo()
-    run_gan(cfg, run, {}, resume=run / "checkpoints" / "last.pt")
+    run_task(cfg, run, {}, resume=run / "checkpoints" / "last.pt")
     _assert_same_run(straight, run)
 
 

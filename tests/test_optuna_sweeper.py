@@ -21,9 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.config.schema import validate
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.sweeps import trial
+from dlexp.tasks.registry import validate
 from tests.conftest import cli_env, run_cli
 
 optuna = pytest.importorskip("optuna")

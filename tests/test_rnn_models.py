@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.config.paths import to_plain
+from dlexp.config.resolvers import to_plain
 from dlexp.engine.builders import build_model
 from dlexp.errors import DlexpError
 from dlexp.models.rnn import CELLS, READOUTS, RNNClassifier, SentimentLSTM
@@ -186,7 +186,7 @@ def test_every_shipped_sequence_config_builds_for_token_ids(make_cfg, option: st
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, 1.0), (0.0, None), (2.5, 2.5)])
 def test_grad_clip_null_is_the_family_default_and_zero_turns_it_off(setting, expected) -> None:
-    from dlexp.engine.builders import build_loop_options
+    from dlexp.tasks.classify.task import loop_options
 
     trainer = {
         "epochs": 1, "log_every_n_steps": 1, "precision": "32", "grad_clip": setting,
@@ -195,13 +195,13 @@ def test_grad_clip_null_is_the_family_default_and_zero_turns_it_off(setting, exp
         "figures_every_n_epochs": None, "nonfinite": "stop",
     }  # fmt: skip
     model = SentimentLSTM(vocab_size=VOCAB, num_classes=2, embedding_dim=4, hidden_size=4)
-    opts = build_loop_options(
+    opts = loop_options(
         trainer, {"l1": 0.0, "l2": 0.0}, model, torch.device("cpu"),
         channels_last=False, world_size=1,
     )  # fmt: skip
     assert opts.grad_clip == expected
     mlp = torch.nn.Linear(2, 2)  # no family default: off unless set
-    off = build_loop_options(
+    off = loop_options(
         {**trainer, "grad_clip": None}, {"l1": 0.0, "l2": 0.0}, mlp, torch.device("cpu"),
         channels_last=False, world_size=1,
     )  # fmt: skip

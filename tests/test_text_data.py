@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from dlexp.config.schema import validate
 from dlexp.data import imdb
 from dlexp.data.text import build_text_data
 from dlexp.data.tokenize import PAD, UNK, UNK_ID, Vocabulary, tokenize
 from dlexp.errors import DatasetNotFoundError, DlexpError
+from dlexp.tasks.registry import validate
 from tests.conftest import run_cli
 from tests.textdata import (
     NEGATIVE,
@@ -343,9 +343,8 @@ def test_state_is_plain_and_encodes_new_text_like_training(tmp_path: Path) -> No
     torch.save({"data": state}, tmp_path / "ckpt.pt")
     loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)["data"]
     assert loaded == state and loaded["vocab"][:2] == [PAD, UNK] and loaded["max_len"] == 5
-    saved = data.save(tmp_path / "run")
-    assert json.loads(saved.read_text(encoding="utf-8")) == state
-    assert saved == tmp_path / "run" / "vocab.json"
+    files = data.files()
+    assert list(files) == ["vocab.json"] and json.loads(files["vocab.json"]) == state
     # encode the training texts again from the saved state: the same ids as the loader's
     ids, lengths = Vocabulary(loaded["vocab"]).encode(
         [r["text"] for r in sentiment_rows(20)], loaded["tokenizer"]["lowercase"], 5
@@ -362,7 +361,7 @@ def test_state_is_plain_and_encodes_new_text_like_training(tmp_path: Path) -> No
 
 
 def test_schema_checks_text_configs_and_model_data_pairs(make_cfg, tmp_path: Path) -> None:
-    from dlexp.config.paths import to_plain
+    from dlexp.config.resolvers import to_plain
 
     def problems(*overrides: str) -> list[str]:
         return validate(to_plain(make_cfg(*overrides)))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.errors import DlexpError
+from dlexp.tasks.registry import unused_groups
 from dlexp.tracking.runs import Row, epoch_records, load_runs, number
 
 GROUPS = ("model", "optim", "scheduler", "regularization", "data", "trainer")
@@ -284,7 +285,7 @@ def main(argv: list[str]) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # --help printed its text
         return int(exc.code or 0)
-    rows, skipped = load_runs(args.paths)
+    rows, skipped = load_runs(args.paths, unused_groups)
     hparams, metrics, every_hparam = varying_hparams(rows), metric_columns(rows), hparam_keys(rows)
     every_metric = list(dict.fromkeys(k for r in rows for k in r if is_metric(k)))
     shown, table, valid = ["run", "status", *hparams, *metrics], rows, every_hparam

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
 from typing import Any
 
-from dlexp.cli.verbs import check_trust, find_run, load_run_config, split_flags
+from dlexp.cli.preflight import checked_config
+from dlexp.cli.verbs import check_trust, load_run_config, split_flags
 from dlexp.errors import DlexpError
+from dlexp.tasks import registry
+from dlexp.tracking.console import Reporter
+from dlexp.tracking.runfolder import RunFolder, find_run
 
 SPLITS = ("test", "val")
 CHECKPOINTS = ("best", "last")
@@ -37,13 +38,13 @@ def evaluate_run(argv: list[str]) -> int:
         )
     run_dir = find_run(args[0])
     options = parse_options(args[1:], {"ckpt": CHECKPOINTS, "split": SPLITS})
-    cfg, choices = load_run_config(run_dir)
+    cfg, _ = load_run_config(run_dir)
     check_trust(cfg, run_dir / "config.yaml", "--trust" in flags)
-    if cfg["model"].get("task", "classify") != "classify":
-        raise DlexpError("dlexp eval evaluates classifiers; for a GAN run use dlexp sample")
-    ckpt_path = run_dir / "checkpoints" / f"{options['ckpt']}.pt"
+    registry.require(cfg, "eval", run_dir)
+    folder = RunFolder(run_dir)
+    ckpt_path = folder.checkpoint(options["ckpt"])
     if not ckpt_path.is_file():  # before building: that may load (or download) the data
-        saved = sorted(p.stem for p in ckpt_path.parent.glob("*.pt") if p.stem in CHECKPOINTS)
+        saved = sorted(p.stem for p in folder.checkpoints.glob("*.pt") if p.stem in CHECKPOINTS)
         hint = (
             f" It has: {', '.join(f'ckpt={s}' for s in saved)}"
             if saved
@@ -51,60 +52,43 @@ def evaluate_run(argv: list[str]) -> int:
         )
         raise DlexpError(f"{ckpt_path} does not exist.{hint}")
 
-    from dlexp.engine.checkpoint import load_checkpoint
-    from dlexp.tasks.classify.loop import evaluate
-    from dlexp.tasks.classify.task import ClassificationRun
-    from dlexp.tracking.console import Reporter
+    from dlexp.engine.checkpoint import load_checkpoint  # torch: once the request is checked
+    from dlexp.engine.setup import setup_torch
+    from dlexp.engine.task import Silent
 
-    run = ClassificationRun(cfg, run_dir, choices)
-    run.build()
-    payload = load_checkpoint(ckpt_path, run.device)
-    run.model.load_state_dict(payload["model"])
-    loader = getattr(run.data, options["split"])
-    if not loader.num_samples:
-        raise DlexpError(f"the {options['split']} split of this run is empty")
-    metrics, _, _ = evaluate(run.model, loader, run.opts)
     split, ckpt = options["split"], options["ckpt"]
-    result = {f"{split}/{k}": v for k, v in metrics.items()}
-    record = {"kind": "eval", "step": payload["train_state"]["step"], "checkpoint": ckpt, **result}
-    record["time"] = round(time.time(), 3)
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    out = run_dir / f"eval_{split}_{ckpt}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with folder.lock("evaluates"):  # refused while a run trains here
+        task = registry.make_task(cfg)
+        device = setup_torch(cfg["trainer"])
+        task.build(cfg, device, Silent())
+        payload = load_checkpoint(ckpt_path, device)
+        metrics, samples = task.score(split, payload)
+        result = {f"{split}/{k}": v for k, v in metrics.items()}
+        step = payload["train_state"]["step"]
+        out = folder.record_eval(f"eval_{split}_{ckpt}", step, ckpt, result)
     Reporter("auto").final(
         f"dlexp eval · {ckpt}.pt on {split}",
-        {**result, "samples": loader.num_samples, "written to": str(out)},
+        {**result, "samples": samples, "written to": str(out)},
     )
     return 0
 
 
 def validate_config(argv: list[str]) -> int:
     """dlexp validate [overrides]: compose, check and build every component; train nothing."""
-    from dlexp.cli.preflight import checked_config
-
     cfg = checked_config(argv, always=True)
     if cfg is None:
         raise DlexpError("usage: dlexp validate [group=option ...] [key=value ...]")
-    if cfg["model"].get("task", "classify") != "classify":
-        from dlexp.tracking.console import Reporter
+    from dlexp.engine.setup import setup_torch  # torch: once the config is known to be valid
+    from dlexp.engine.task import Silent
 
-        Reporter("plain").final("dlexp validate", {"config": "valid (GAN: not built here)"})
-        return 0
-    from dlexp.tasks.classify.task import ClassificationRun
-    from dlexp.tracking.console import Reporter
-
-    run = ClassificationRun(cfg, Path("."), {})
-    run.build()
-    params = sum(p.numel() for p in run.model.parameters())
-    items: dict[str, Any] = {
-        "config": "valid",
-        "model": f"{type(run.model).__name__}, {params:,} parameters",
-        "data": f"{cfg['data']['name']}: {run.data.describe()}",
-        "optimizer": type(run.optimizer).__name__,
-        "scheduler": cfg["scheduler"]["name"],
-        "steps per epoch": len(run.data.train),
-        "device": str(run.device),
-    }
+    task = registry.make_task(cfg)
+    device = setup_torch(cfg["trainer"])
+    task.build(cfg, device, Silent())
+    params = task.num_params()
+    items: dict[str, Any] = {"config": "valid"}
+    items.update({name: f"{n:,} parameters" for name, n in params.items()})
+    items["built"] = task.describe(resume=False)
+    items["steps per epoch"] = task.batches_per_epoch()
+    items["device"] = str(device)
     Reporter("auto").final("dlexp validate", items)
     return 0

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlexp.config.schema import validate
+from dlexp.errors import format_problems
+from dlexp.tasks.registry import validate
+from dlexp.tracking.console import print_error
 
 
 def fail(message: str) -> None:
     """One message on stderr and exit status 2: the command line is wrong."""
-    from dlexp.tracking.console import print_error
-
     print_error(message)
     sys.exit(2)
 
@@ -122,8 +122,6 @@ def check_swept_values(overrides: list[str], first: dict[str, Any]) -> None:
     import copy
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from dlexp.cli.train import format_problems
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

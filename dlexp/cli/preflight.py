@@ -25,16 +25,17 @@ from dlexp.cli.overrides import (
     first_job_overrides,
     search_path,
 )
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.config.schema import unknown_key, validate
-from dlexp.errors import DlexpError
+from dlexp.cli.verbs import check_occupied
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
+from dlexp.config.spec import unknown_key
+from dlexp.errors import DlexpError, format_problems
+from dlexp.tasks.registry import override_problems, validate
 
 
 def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: bool) -> None:
     """A run or sweep folder given on the command line that already holds a run (or a sweep)
     is checked now: once Hydra starts, it rewrites the folder's .hydra/ files and manifest."""
-    from dlexp.cli.verbs import check_occupied
-
     given = dict(
         o.split("=", 1) for o in overrides if o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
     )
@@ -127,17 +128,11 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         return None  # ${hydra:job.num} and friends: train() validates inside Hydra
     problems = validate(plain)
     if problems:
-        from dlexp.cli.train import format_problems
-
         fail(format_problems(problems))
     check_swept_values(args.overrides or [], plain)
-    if (plain.get("model") or {}).get("task") == "gan":
-        ignored = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] == "optim"]
-        if ignored:
-            fail(
-                f"{ignored[0]}: a GAN has two optimizers of its own and ignores the optim group; "
-                f"set model.optim_g.* and model.optim_d.* (e.g. model.optim_d.lr=2e-4)"
-            )
+    misplaced = override_problems(plain, overrides)
+    if misplaced:
+        fail(misplaced[0])
     check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
     return plain

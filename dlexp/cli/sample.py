@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dlexp.cli.verbs import check_trust, load_run_config, split_flags
 from dlexp.errors import DlexpError
+from dlexp.tasks import registry
+from dlexp.tracking.console import print_error
+from dlexp.tracking.runfolder import find_run
 
 # no square brackets: the error console reads [n=64] as markup
 USAGE = (
@@ -55,16 +59,8 @@ def parse_args(args: list[str]) -> dict[str, Any]:
 
 def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
     """The run's config and the checkpoint path; a clear message when it is not a GAN run."""
-    from dlexp.cli.verbs import load_run_config
-
     cfg, _ = load_run_config(run_dir)
-    model = cfg.get("model") or {}
-    if model.get("task", "classify") != "gan":
-        raise DlexpError(
-            f"{run_dir} is a classification run ({model.get('_target_', 'unknown model')}), not "
-            "a GAN run: dlexp sample needs a run of model=gan or model=dcgan (for classifiers: "
-            "dlexp eval)"
-        )
+    registry.require(cfg, "sample", run_dir)
     path = run_dir / "checkpoints" / f"{ckpt}.pt"
     if not path.is_file():
         other = [c for c in CHECKPOINTS if (run_dir / "checkpoints" / f"{c}.pt").is_file()]
@@ -80,37 +76,18 @@ def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
 def write_grid(images: Any, path: Path) -> Any:
     """Images in [-1, 1] → one square-ish grid PNG, as the run's own per-epoch grids; returns
     the grid tensor [3, H, W] in [0, 1]."""
-    from torchvision.utils import save_image
-
     from dlexp.models.gan import image_grid
+    from dlexp.tracking.figures import save_grid
 
     grid = image_grid(images)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
-    except OSError as exc:
-        raise DlexpError(f"cannot write {path}: {exc.strerror or exc}") from None
+    save_grid(grid, path)
     return grid
-
-
-def grid_figure(grid: Any, title: str) -> Any:
-    """A titled matplotlib Figure of a grid (for TensorBoard's images tab). No pyplot: nothing
-    global to set up or close."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4, 4.3), layout="tight")
-    ax = fig.subplots()
-    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any, dict[str, Any]]:
     """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
     import torch
 
-    from dlexp.cli.verbs import check_trust
     from dlexp.engine.builders import build_model
     from dlexp.engine.checkpoint import load_checkpoint
     from dlexp.models.gan import generate
@@ -132,8 +109,6 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
 
 def sample(argv: list[str]) -> Path:
     """Check everything, then draw and write the grid; returns the PNG's path."""
-    from dlexp.cli.verbs import check_trust, find_run, split_flags
-
     args, flags = split_flags(argv, ("--trust",))
     if not args:
         raise DlexpError(USAGE)
@@ -159,8 +134,6 @@ def main(argv: list[str]) -> int:
     try:
         sample(argv)
     except DlexpError as exc:
-        from dlexp.tracking.console import print_error
-
         print_error(str(exc))
         return 2
     return 0

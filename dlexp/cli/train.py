@@ -19,10 +19,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from dlexp.config.paths import CONFIG_DIR, register_resolvers, to_plain
-from dlexp.config.schema import validate
+from dlexp.cli.preflight import preflight
+from dlexp.cli.verbs import prepare_folder
+from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.interrupt import Interrupted
-from dlexp.errors import DlexpError, FolderOccupied
+from dlexp.errors import DlexpError, FolderOccupied, format_problems
+from dlexp.sweeps.manifest import Refused, job_entry, parallel_jobs, pin_job, record_job
+from dlexp.tasks.registry import train as run_task
+from dlexp.tasks.registry import validate
+from dlexp.tracking.console import print_error, print_notice
+from dlexp.tracking.runfolder import RunFolder
 
 register_resolvers()
 
@@ -46,8 +53,6 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             if not k.startswith("hydra") and v is not None
         }
         if hc.mode == RunMode.MULTIRUN:
-            from dlexp.sweeps.manifest import parallel_jobs, pin_job
-
             plain["trainer"] = pin_job(plain["trainer"], hc.job.num, parallel_jobs(hc))
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
@@ -60,8 +65,6 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             import shutil
 
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    from dlexp.cli.verbs import prepare_folder, run_task
-
     resume, finished = prepare_folder(plain, run_dir)
     if finished is not None:
         print(f"{run_dir} has finished already: skipped (resume=auto)")
@@ -70,22 +73,11 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     return run_task(plain, run_dir, choices, resume=resume)
 
 
-def format_problems(problems: list[str]) -> str:
-    head = (
-        "the config has 1 problem:"
-        if len(problems) == 1
-        else f"the config has {len(problems)} problems:"
-    )
-    return "\n  ".join([head, *problems])
-
-
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except Interrupted as exc:  # Ctrl-C / SIGTERM: saved; stop the whole sweep too
-        from dlexp.tracking.console import print_notice
-
         print_notice(str(exc))
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
@@ -96,23 +88,17 @@ def hydra_main(cfg: DictConfig) -> float:
         record_job_now()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: the user could not wait for the save
-        from dlexp.tracking.console import print_notice
-
         print_notice("aborted at once; checkpoints/last.pt, if any, is from before")
         record_job_now()
         sys.exit(130)
     except DlexpError as exc:
-        from dlexp.tracking.console import print_error
-
         print_error(str(exc))
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
-            from dlexp.sweeps.manifest import Refused, write_failed_summary
-
             if isinstance(exc, FolderOccupied):  # the folder's own run stays as it was
                 outcome: float = Refused(str(exc))
             else:
-                write_failed_summary(Path(hc.runtime.output_dir), str(exc))
+                RunFolder(hc.runtime.output_dir).write_refusal(str(exc))
                 outcome = float("nan")
             if not cfg.get("fail_fast", False):
                 return outcome  # one bad job must not stop the rest of the sweep
@@ -125,8 +111,6 @@ def record_job_now(outcome: float | None = None) -> None:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return
-    from dlexp.sweeps.manifest import Refused, job_entry, record_job
-
     entry = job_entry(Path(hc.runtime.output_dir), hc.job.num, list(hc.overrides.task))
     if isinstance(outcome, Refused):
         entry.update(status="refused", error=outcome.reason)
@@ -135,8 +119,6 @@ def record_job_now(outcome: float | None = None) -> None:
 
 def main() -> None:
     """Console entry: catch override mistakes with a clear message, then run Hydra."""
-    from dlexp.cli.preflight import preflight
-
     preflight(sys.argv[1:])
     hydra_main()
 

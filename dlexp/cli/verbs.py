@@ -6,7 +6,6 @@ plain data to the task runner that `dlexp` itself uses. None of them trains on i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -15,8 +14,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dlexp.config.schema import unknown_key, validate
-from dlexp.errors import DlexpError, FolderOccupied
+from dlexp.config.paths import expand_path, unique_dir
+from dlexp.config.spec import unknown_key
+from dlexp.errors import DlexpError, FolderOccupied, format_problems
+from dlexp.sweeps.manifest import finished_objective
+from dlexp.tasks.registry import train, validate
+from dlexp.tracking.runfolder import SCHEMA_KEY, RunFolder, check_unlocked, find_run
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
 SAFE_ON_RESUME = (
@@ -40,34 +43,13 @@ SAFE_ON_RESUME = (
 TRUSTED_PREFIXES = ("dlexp.", "torch.", "torchvision.")
 
 
-def find_run(arg: str) -> Path:
-    """A run folder from a path, or `latest` (the newest run under the output root)."""
-    path = Path(arg)
-    if arg == "latest" or (path.name == "latest" and path.is_file()):
-        pointer = (
-            path
-            if path.is_file()
-            else Path(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs")) / "latest"
-        )
-        if not pointer.is_file():
-            raise DlexpError(f"no latest run: {pointer} does not exist. Give a run folder instead.")
-        path = Path(pointer.read_text(encoding="utf-8").strip())
-    if not (path / "config.yaml").is_file():
-        raise DlexpError(
-            f"{path} is not a dlexp run folder (it has no config.yaml). "
-            "Give a folder under outputs/runs/ or outputs/sweeps/<sweep>/, or `latest`."
-        )
-    return path.resolve()
-
-
 def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The run's resolved config and its group choices (model=lenet, ...)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    folder = RunFolder(run_dir)
+    cfg = OmegaConf.to_container(OmegaConf.load(folder.config_path), resolve=True)
     assert isinstance(cfg, dict)
-    choices: dict[str, str] = {}
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        choices = dict(json.loads(summary.read_text(encoding="utf-8")).get("choices") or {})
+    cfg.pop(SCHEMA_KEY, None)
+    choices = dict(folder.read_summary().get("choices") or {})
     return cfg, choices
 
 
@@ -136,8 +118,6 @@ def apply_overrides(
 def check_valid(cfg: Mapping[str, Any]) -> None:
     problems = validate(cfg)
     if problems:
-        from dlexp.cli.train import format_problems
-
         raise DlexpError(format_problems(problems))
 
 
@@ -151,23 +131,11 @@ def split_flags(argv: list[str], flags: tuple[str, ...]) -> tuple[list[str], set
 
 def log_to_file(run_dir: Path) -> None:
     """train.log in the run folder, as Hydra sets it up for `dlexp` runs."""
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler = logging.FileHandler(RunFolder(run_dir).log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-
-
-def run_task(
-    cfg: dict[str, Any], run_dir: Path, choices: dict[str, str], resume: Path | None = None
-) -> float:
-    if cfg["model"].get("task", "classify") == "gan":
-        from dlexp.tasks.gan.task import run_gan
-
-        return run_gan(cfg, run_dir, choices, resume=resume)
-    from dlexp.tasks.classify.task import run_classification
-
-    return run_classification(cfg, run_dir, choices, resume=resume)
 
 
 FIXED_LENGTH_SCHEDULES = ("cosine", "onecycle")
@@ -188,12 +156,12 @@ def check_schedule_length(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> N
 
 def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
     """The checkpoint to continue from; a clear message when there is nothing to do."""
-    ckpt = run_dir / "checkpoints" / "last.pt"
+    folder = RunFolder(run_dir)
+    ckpt = folder.checkpoint("last")
     if not ckpt.is_file():
         raise DlexpError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt yet")
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = folder.read_summary()
+    if summary:
         done = summary.get("epochs_completed", 0)
         epochs = cfg["trainer"]["epochs"]
         if epochs < done:
@@ -217,8 +185,9 @@ def resume(argv: list[str]) -> float:
     if not args:
         raise DlexpError("usage: dlexp resume <run folder | latest> [key=value ...] [--force]")
     run_dir = find_run(args[0])
+    check_unlocked(run_dir)  # at once, not after torch has loaded: the runner locks it too
     saved, choices = load_run_config(run_dir)
-    check_trust(saved, run_dir / "config.yaml", "--trust" in flags)
+    check_trust(saved, RunFolder(run_dir).config_path, "--trust" in flags)
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg)
     check_schedule_length(saved, cfg)
@@ -232,21 +201,19 @@ def resume(argv: list[str]) -> float:
         )
     ckpt = check_resumable(run_dir, cfg)
     log_to_file(run_dir)
-    return run_task(cfg, run_dir, choices, resume=ckpt)
+    return train(cfg, run_dir, choices, resume=ckpt)
 
 
 def rerun(argv: list[str]) -> float:
     """dlexp rerun <run folder | latest> [key=value ...] [--trust]: a new run, same config."""
     from datetime import datetime
 
-    from dlexp.config.paths import expand_path, unique_dir
-
     args, flags = split_flags(argv, ("--trust",))
     if not args:
         raise DlexpError("usage: dlexp rerun <run folder | latest> [key=value ...]")
     source = find_run(args[0])
     saved, choices = load_run_config(source)
-    check_trust(saved, source / "config.yaml", "--trust" in flags)
+    check_trust(saved, RunFolder(source).config_path, "--trust" in flags)
     cfg = apply_overrides(saved, args[1:], None, force=True)
     check_valid(cfg)
     root = expand_path(cfg["paths"]["output_root"])
@@ -254,21 +221,23 @@ def rerun(argv: list[str]) -> float:
     run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{choices.get('model', 'run')}_rerun"))
     (run_dir / "rerun_of.txt").write_text(f"{source}\n", encoding="utf-8")
     log_to_file(run_dir)
-    return run_task(cfg, run_dir, choices)
+    return train(cfg, run_dir, choices)
 
 
 def check_occupied(cfg: Mapping[str, Any], run_dir: Path) -> bool:
     """Whether `run_dir` already holds a run that `cfg` may continue (or skip); raises
     FolderOccupied when it holds one that `cfg` must not touch. Torch-free: the preflight
     calls it too, before Hydra writes anything into the folder."""
-    if not (run_dir / "summary.json").is_file() and not (run_dir / "checkpoints/last.pt").is_file():
+    folder = RunFolder(run_dir)
+    if not folder.holds_run():
         return False
+    check_unlocked(run_dir)  # a job still running there (or its requeued twin) is not touched
     if cfg.get("resume") != "auto":
         raise FolderOccupied(
             f"{run_dir} already holds a run. Pass resume=auto to continue it (or to skip it "
             "when it is finished), or choose another hydra.run.dir / hydra.sweep.dir."
         )
-    if not (run_dir / "config.yaml").is_file():
+    if not folder.config_path.is_file():
         raise FolderOccupied(
             f"{run_dir} holds run files (summary.json or checkpoints/last.pt) but no "
             "config.yaml: not a dlexp run that can continue. Choose another folder."
@@ -292,21 +261,16 @@ def prepare_folder(cfg: Mapping[str, Any], run_dir: Path) -> tuple[Path | None, 
     returned), an interrupted one continues from last.pt, a failed one starts over with its
     files moved to failed_attempts/.
     """
-    from dlexp.sweeps.manifest import finished_objective, set_aside_failed_attempt
-
-    summary_path = run_dir / "summary.json"
-    ckpt = run_dir / "checkpoints" / "last.pt"
+    folder = RunFolder(run_dir)
+    ckpt = folder.checkpoint("last")
     if not check_occupied(cfg, run_dir):
         return None, None
     objective = finished_objective(run_dir, cfg["trainer"]["epochs"])
     if objective is not None:
         return None, objective
-    status = json.loads(summary_path.read_text()).get("status") if summary_path.is_file() else None
-    if status == "failed" or not ckpt.is_file():
-        from dlexp.engine.distributed import is_main
-
-        if is_main():
-            set_aside_failed_attempt(run_dir)
+    if folder.read_summary().get("status") == "failed" or not ckpt.is_file():
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 moves the files
+            folder.set_aside()
         return None, None
     return ckpt, None
 

@@ -1,6 +1,7 @@
-"""Where the configs live, the OmegaConf resolvers they use, and turning a config into plain data.
+"""Where the configs live, where runs go, and paths as the user wrote them. Torch-free.
 
-Nothing here imports torch: `dlexp --help`, `--cfg job` and config errors answer fast.
+Nothing here imports torch (or OmegaConf): `dlexp --help`, `--cfg job` and config errors answer
+fast, and the data sets can expand their paths without knowing any config.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
 
 
 def config_dir() -> Path:
@@ -76,20 +74,6 @@ def _remove_unused_claims() -> None:
     for path in _claimed.values():
         with contextlib.suppress(OSError):
             os.rmdir(path)
-
-
-def register_resolvers() -> None:
-    """Resolvers the shipped configs use; registering twice is harmless."""
-    # cached: every job of a sweep (and every re-resolution) sees the one folder first claimed
-    OmegaConf.register_new_resolver("dlexp.unique_dir", unique_dir, replace=True, use_cache=True)
-    OmegaConf.register_new_resolver("dlexp.slug", slug, replace=True)
-
-
-def to_plain(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain dicts/lists/scalars (what checkpoints and summaries store)."""
-    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    assert isinstance(plain, dict)
-    return plain
 
 
 def expand_path(path: str | os.PathLike[str]) -> Path:

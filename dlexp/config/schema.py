@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dlexp.config import schema_text
+from dlexp.config.names import ACTIVATIONS, INITS, POOLINGS, VISION_DATASETS
 from dlexp.config.spec import (
     BOOL,
     NONNEG,
@@ -22,20 +24,14 @@ from dlexp.config.spec import (
     Int,
     Spec,
     _check_table,
-    _check_target_group,
     unknown_key,
 )
 
 # what other modules take from here (unknown_key is re-exported for verbs and the preflight)
 __all__ = [
     "ACTIVATIONS", "INITS", "MODELS", "OPTIMIZERS", "POOLINGS", "VISION_DATASETS",
-    "unknown_key", "validate",
+    "check_switches", "unknown_key", "validate_common",
 ]  # fmt: skip
-
-VISION_DATASETS = ("mnist_sample", "mnist", "fashion_mnist", "kmnist", "cifar10")
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
-INITS = ("default", "xavier", "kaiming", "normal")
-POOLINGS = ("max", "avg")
 
 
 TRAINER: dict[str, Any] = {
@@ -146,7 +142,7 @@ PATHS = {"output_root": Spec("str"), "data_dir": Spec("str")}
 OPTUNA_LINK = {"storage": Spec("str"), "study": Spec("str"), "trial": Int(0)}
 
 
-def _check_switches(
+def check_switches(
     regularization: Mapping[str, Any], model: Mapping[str, Any], tables: Mapping[str, Any]
 ) -> list[str]:
     """regularization=[dropout] / [batchnorm] on a model without that switch is a mistake."""
@@ -170,15 +166,12 @@ DEVICE = re.compile(r"auto|(cpu|mps|cuda)(:\d+)?")
 MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
 
 
-def _check_run_shape(cfg: Mapping[str, Any], task: str) -> list[str]:
-    """Values that are each valid but don't fit together (or a device that can't exist)."""
-    problems = []
+def check_monitor(cfg: Mapping[str, Any]) -> list[str]:
+    """trainer.monitor names one of a classifier's metrics, and its split exists."""
+    problems: list[str] = []
     trainer, data = cfg.get("trainer") or {}, cfg.get("data") or {}
-    device = trainer.get("device")
-    if isinstance(device, str) and not DEVICE.fullmatch(device):
-        problems.append(f"trainer.device: must be auto, cpu, cuda, cuda:<n> or mps, got {device!r}")
     monitor = trainer.get("monitor")
-    if task == "classify" and isinstance(monitor, str):
+    if isinstance(monitor, str):
         if monitor not in MONITORS:
             problems.append(
                 f"trainer.monitor: must be one of {', '.join(MONITORS)}, got {monitor!r}"
@@ -193,6 +186,16 @@ def _check_run_shape(cfg: Mapping[str, Any], task: str) -> list[str]:
                 f"trainer.monitor: {monitor} needs a validation split, which data.val_fraction=0 "
                 "leaves empty; use trainer.monitor=train/acc, or a val_fraction above 0"
             )
+    return problems
+
+
+def _check_run_shape(cfg: Mapping[str, Any]) -> list[str]:
+    """Values that are each valid but don't fit together (or a device that can't exist)."""
+    problems = []
+    trainer = cfg.get("trainer") or {}
+    device = trainer.get("device")
+    if isinstance(device, str) and not DEVICE.fullmatch(device):
+        problems.append(f"trainer.device: must be auto, cpu, cuda, cuda:<n> or mps, got {device!r}")
     warmup, epochs = (cfg.get("scheduler") or {}).get("warmup_epochs"), trainer.get("epochs")
     if _number(warmup) and _number(epochs) and warmup > epochs:  # (= is a smoke test's 1 and 1)
         problems.append(
@@ -206,11 +209,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate(cfg: Mapping[str, Any]) -> list[str]:
-    """Every problem in a resolved, plain config; empty when the config is valid."""
-    from dlexp.config import schema_text
-    from dlexp.tasks.gan import schema as schema_gan
-
+def validate_common(cfg: Mapping[str, Any]) -> list[str]:
+    """Every problem in the groups all families share; `tasks.registry.validate` adds the
+    family's own checks (its model, optimizers and combinations)."""
     problems: list[str] = []
     for group, table in (
         ("trainer", TRAINER),
@@ -233,19 +234,6 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     else:
         problems.append(f"data.kind: must be one of image, text, got {kind!r}")
 
-    model = cfg.get("model") or {}
-    task = model.get("task", "classify")
-    if task == "gan":
-        problems += schema_gan.validate(cfg)
-    elif task == "classify":
-        tables = {**MODELS, **schema_text.MODELS}
-        problems += _check_target_group("model", model, tables)
-        problems += _check_switches(cfg.get("regularization") or {}, model, tables)
-        problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
-        problems += schema_text.check_combination(cfg)
-    else:
-        problems.append(f"model.task: must be one of classify, gan, got {task!r}")
-
     sched = cfg.get("scheduler") or {}
     name = sched.get("name")
     if not isinstance(name, str) or name not in SCHEDULERS:
@@ -259,7 +247,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     if optim.get("nesterov") and not optim.get("momentum"):
         problems.append("optim.nesterov: Nesterov needs optim.momentum > 0, e.g. 0.9")
     trainer = cfg.get("trainer") or {}
-    problems += _check_run_shape(cfg, task)
+    problems += _check_run_shape(cfg)
     mode = trainer.get("monitor_mode")
     monitor = trainer.get("monitor")
     if isinstance(monitor, str) and mode == "max" and monitor.endswith("loss"):

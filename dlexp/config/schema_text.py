@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dlexp.config.schema import MODELS as IMAGE_MODELS
 from dlexp.config.spec import BOOL, PROB, Choice, Float, Int, Spec, _check_table
 
 RNN = "dlexp.models.rnn.RNNClassifier"
@@ -101,21 +100,3 @@ def validate_data(prefix: str, data: Mapping[str, Any]) -> list[str]:
             f"training data (sum < 1), got {sum(fractions)}"
         )
     return problems
-
-
-def check_combination(cfg: Mapping[str, Any]) -> list[str]:
-    """Model/data pairs that cannot work together (e.g. a token model on images)."""
-    model, data = cfg.get("model") or {}, cfg.get("data") or {}
-    target, kind, name = model.get("_target_"), data.get("kind", "image"), data.get("name")
-    if kind == "text" and target in IMAGE_MODELS:
-        return [
-            f"model._target_: {target} reads images, but data={name} is a text data set "
-            f"(token ids). Use a sequence model: {TEXT_MODELS}"
-        ]
-    if kind != "text" and target == SENTIMENT:
-        return [
-            f"model._target_: {SENTIMENT} (model=lstm_sentiment) reads token ids, but "
-            f"data={name} is an image data set. Use model=lstm to read images row by row "
-            f"(sequential MNIST), or a text data set: data=imdb or data=text_files"
-        ]
-    return []

@@ -10,6 +10,8 @@ import torch
 
 from dlexp.config.paths import expand_path
 from dlexp.data.loaders import DataLoaderBatches, TensorLoader, channel_stats, prepare_images
+from dlexp.data.text import build_text_data
+from dlexp.data.vision import load_image_splits
 
 
 @dataclass
@@ -53,8 +55,6 @@ def build_data(data_cfg: Mapping[str, Any], **options: Any) -> Any:
     """The data builder: image data sets here, text data sets in `dlexp.data.text`."""
     kind = data_cfg.get("kind", "image")
     if kind == "text":
-        from dlexp.data.text import build_text_data
-
         return build_text_data(data_cfg, **options)
     return build_image_data(data_cfg, **options)
 
@@ -78,8 +78,6 @@ def build_image_data(
     rank: int = 0,
     world_size: int = 1,
 ) -> ImageData:
-    from dlexp.data.vision import load_image_splits
-
     splits = load_image_splits(
         data_cfg["name"],
         expand_path(data_cfg["data_dir"]),
@@ -156,8 +154,6 @@ def build_gan_data(
     `drop_last`: a last batch of a few images gives batch norm useless statistics. No
     augmentation: random crops with zero padding would teach the generator black borders.
     """
-    from dlexp.data.vision import load_image_splits
-
     splits = load_image_splits(
         data_cfg["name"],
         expand_path(data_cfg["data_dir"]),

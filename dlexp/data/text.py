@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from dlexp.config.paths import expand_path
+from dlexp.data.imdb import CLASSES, load_imdb
 from dlexp.data.loaders import TensorLoader, epoch_generator
 from dlexp.data.textfiles import load_text_files
 from dlexp.data.tokenize import (
@@ -32,6 +32,7 @@ from dlexp.data.tokenize import (
     Vocabulary,
     build_vocabulary,
     pad_documents,
+    split_off,
 )
 from dlexp.errors import DlexpError
 
@@ -174,12 +175,9 @@ class TextData:
             "unk_index": UNK_ID,
         }
 
-    def save(self, run_dir: Path) -> Path:
-        """Write `vocab.json` (= `state()`) into the run folder, beside the checkpoints."""
-        path = Path(run_dir) / "vocab.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.state(), ensure_ascii=False), encoding="utf-8")
-        return path
+    def files(self) -> dict[str, str]:
+        """`vocab.json` (= `state()`) for the run folder, to read new text later."""
+        return {"vocab.json": json.dumps(self.state(), ensure_ascii=False)}
 
     def describe(self) -> str:
         kind = f"{self.loader_kind} loader" + (", length buckets" if self.train.bucket else "")
@@ -249,8 +247,6 @@ def load_text_splits(
     """The whole corpus, tokenised, with the document indices of each split and class names."""
     name = data_cfg["name"]
     if name == "imdb":
-        from dlexp.data.imdb import CLASSES, load_imdb
-
         corpus, is_test = load_imdb(
             expand_path(data_cfg["data_dir"]),
             download=data_cfg["download"],
@@ -263,9 +259,3 @@ def load_text_splits(
     if name == "text_files":
         return load_text_files(data_cfg)
     raise DlexpError(f"data.name: unknown text data set {name!r}; valid: imdb, text_files")
-
-
-def split_off(docs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """(kept, split off): `count` random documents split off; both sorted."""
-    perm = rng.permutation(docs)
-    return np.sort(perm[count:]), np.sort(perm[:count])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dlexp.config.paths import expand_path
-from dlexp.data.tokenize import Corpus, tokenize_corpus
+from dlexp.data.tokenize import Corpus, split_off, tokenize_corpus
 from dlexp.errors import DlexpError
 
 SUFFIX_FORMATS = {
@@ -26,8 +26,6 @@ Record = tuple[str, str, str]  # where (file and line, for messages), text, labe
 def load_text_files(cfg: Mapping[str, Any]) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
     """Local files: `train` is required; `val` and `test` are read when given, else split off
     the training file with `split_seed`."""
-    from dlexp.data.text import split_off  # text.py imports this module: import it late
-
     records = {s: _read_records(s, cfg) for s in ("train", "val", "test") if cfg.get(s)}
     classes = _classes(cfg, records)
     position = {c: i for i, c in enumerate(classes)}

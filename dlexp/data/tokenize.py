@@ -140,3 +140,9 @@ def pad_documents(
     empty = lengths == 0
     out[empty, 0], lengths[empty] = UNK_ID, 1
     return out, lengths
+
+
+def split_off(docs: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(kept, split off): `count` random documents split off; both sorted."""
+    perm = rng.permutation(docs)
+    return np.sort(perm[count:]), np.sort(perm[:count])

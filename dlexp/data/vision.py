@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlexp.config.schema import VISION_DATASETS  # one list, also used before torch loads
+from dlexp.config.names import VISION_DATASETS  # one list, also used before torch loads
 from dlexp.errors import DatasetNotFoundError, DlexpError
 
 # The torchvision class behind each downloadable data set.

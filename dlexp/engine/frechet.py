@@ -78,7 +78,8 @@ class FeatureNetwork:
         payload = load_checkpoint(path, device)
         config, data = payload.get("config") or {}, payload.get("data")
         model_cfg = config.get("model") or {}
-        if "model" not in payload or not data or model_cfg.get("task", "classify") != "classify":
+        # a classifier's checkpoint: its weights under "model", its class names, image stats
+        if "model" not in payload or not payload.get("classes") or not data or "mean" not in data:
             raise DlexpError(
                 f"model.eval.feature_checkpoint: {path} is not a classifier checkpoint; give the "
                 "best.pt of a classification run (e.g. dlexp model=lenet) on the same data set"

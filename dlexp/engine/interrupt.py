@@ -9,6 +9,7 @@ from types import FrameType
 from typing import Any
 
 from dlexp.errors import DlexpError
+from dlexp.sweeps.trial import Pruned
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -83,8 +84,6 @@ def with_checkpoint_note(exc: DlexpError, ckpt_dir: Any) -> DlexpError:
 
 def outcome(exc: BaseException) -> tuple[str, str]:
     """(status, error) that summary.json records for a run that ended with `exc`."""
-    from dlexp.sweeps.trial import Pruned
-
     if isinstance(exc, Interrupted):
         return "interrupted", str(exc)
     if isinstance(exc, Pruned):

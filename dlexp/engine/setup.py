@@ -1,15 +1,10 @@
-"""The parts of a run every task shares: torch set-up, the run folder's files, provenance."""
+"""What every task sets up the same way: device, threads, determinism, seeds, precision."""
 
 from __future__ import annotations
 
 import importlib
 import os
-import platform
 import random
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from dlexp.engine.builders import resolve_device
 from dlexp.errors import DlexpError
@@ -88,77 +82,6 @@ def check_dynamo() -> None:
     importlib.import_module("torch._dynamo")
 
 
-def git_info(where: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the git checkout dlexp was started from, if any."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=where, capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {}
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware, for summary.json."""
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-    }
-    try:
-        from importlib.metadata import version
-
-        info["dlexp"] = version("dlexp")
-    except Exception:
-        from dlexp import __version__
-
-        info["dlexp"] = __version__
-    return info
-
-
-def write_run_files(run_dir: Path, cfg: Mapping[str, Any], resumed: bool = False) -> None:
-    """The resolved config, the exact command and the provenance: the folder describes itself."""
-    text = OmegaConf.to_yaml(OmegaConf.create(dict(cfg)))
-    (run_dir / "config.yaml").write_text(text, encoding="utf-8")
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    with open(run_dir / "command.txt", "a" if resumed else "w", encoding="utf-8") as f:
-        f.write(f"{command}\n" if not resumed else f"# {now_iso()} resumed with:\n{command}\n")
-    write_provenance(run_dir / "provenance")
-
-
-def write_provenance(folder: Path) -> None:
-    """Installed packages (pip freeze format) and, in a git checkout, uncommitted changes."""
-    from importlib.metadata import distributions
-
-    folder.mkdir(exist_ok=True)
-    names = sorted(
-        {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
-    )
-    (folder / "requirements.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
-    info = git_info(Path.cwd())
-    if info.get("dirty"):
-        try:
-            patch = subprocess.run(
-                ["git", "diff", "HEAD"], cwd=Path.cwd(), capture_output=True, timeout=10, check=True
-            ).stdout
-            (folder / "git.patch").write_bytes(patch)
-        except (OSError, subprocess.SubprocessError):
-            pass
-
-
 def check_writable(folder: Path, expected_bytes: int) -> None:
     """Fail at start-up, not hours later, when checkpoints cannot be written."""
     import shutil
@@ -180,32 +103,3 @@ def check_writable(folder: Path, expected_bytes: int) -> None:
             f"only {free / 2**20:.0f} MiB free under {folder}; checkpoints of this model need "
             f"about {needed / 2**20:.0f} MiB. Free some space or set paths.output_root=..."
         )
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def update_latest(run_dir: Path, output_root: Path) -> None:
-    """Record this run (or sweep job) in `<output_root>/latest`, a one-line text file.
-
-    A text file rather than a symlink: TensorBoard follows links, so a `latest` link would
-    show the newest run twice in `tensorboard --logdir outputs`.
-    """
-    output_root.mkdir(parents=True, exist_ok=True)
-    link = output_root / "latest"
-    if link.is_symlink() or link.is_dir():
-        return  # never replace something the user made
-    tmp = link.with_name(f".latest-{os.getpid()}")
-    tmp.write_text(str(run_dir) + "\n", encoding="utf-8")
-    os.replace(tmp, link)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = time.time()
-        self.started_at = now_iso()
-
-    @property
-    def elapsed(self) -> float:
-        return time.time() - self.start

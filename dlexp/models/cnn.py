@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dlexp.config.schema import POOLINGS
+from dlexp.config.names import POOLINGS
 from dlexp.models.init import ACTIVATIONS, INITS, check_choice, init_weights, make_activation
 
 # Two 5x5 valid convs, each followed by a 2x2 pool, need at least this many pixels to

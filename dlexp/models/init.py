@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dlexp.config.schema import ACTIVATIONS, INITS  # the torch-free schema holds the valid names
+from dlexp.config.names import ACTIVATIONS, INITS
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

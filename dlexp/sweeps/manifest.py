@@ -24,6 +24,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dlexp.tracking.runfolder import RunFolder
+
 MANIFEST = "manifest.json"
 FAILED = ("failed", "incomplete", "refused")  # a sweep with any of these exits with status 1
 
@@ -60,8 +62,8 @@ def read_manifest(sweep_dir: Path) -> dict[str, Any]:
 
 def job_entry(job_dir: Path, num: int, overrides: list[str], crashed: str | None = None) -> dict:
     """One manifest row, from the job's own summary.json (the source of truth)."""
-    summary_path = job_dir / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    folder = RunFolder(job_dir)
+    summary = folder.read_summary()
     status = summary.get("status") or ("failed" if crashed else "incomplete")
     objective = (summary.get("best") or {}).get("value")
     return {
@@ -73,7 +75,7 @@ def job_entry(job_dir: Path, num: int, overrides: list[str], crashed: str | None
         "monitor": (summary.get("monitor") or {}).get("metric"),
         "run_dir": str(job_dir),
         "error": summary.get("error") or crashed,
-        "log": str(job_dir / "train.log"),
+        "log": str(folder.log_path),
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -164,23 +166,12 @@ def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
     )
 
 
-def write_failed_summary(run_dir: Path, error: str) -> None:
-    """A job rejected before training still gets a summary.json saying why (for the manifest)."""
-    if (run_dir / "summary.json").is_file():
-        return
-    data = {"status": "failed", "error": error, "run_dir": str(run_dir), "best": {"value": None}}
-    (run_dir / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
 def finished_objective(run_dir: Path, epochs: int | None = None) -> float | None:
     """A folder that already holds a finished run: its objective (for resumed sweeps).
 
     A run asked for more epochs than it trained (and not stopped early) is not finished.
     """
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        return None
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = RunFolder(run_dir).read_summary()
     status = summary.get("status")
     if status not in ("done", "pruned"):  # a pruned trial was stopped on purpose: leave it
         return None
@@ -190,18 +181,6 @@ def finished_objective(run_dir: Path, epochs: int | None = None) -> float | None
         return None
     value = (summary.get("best") or {}).get("value")
     return float(value) if value is not None else float("nan")
-
-
-def set_aside_failed_attempt(run_dir: Path) -> None:
-    """A failed job is rerun from scratch; its files move to failed_attempts/, never deleted."""
-    keep = {".hydra", "failed_attempts"}
-    items = [p for p in run_dir.iterdir() if p.name not in keep]
-    if not items:
-        return
-    target = run_dir / "failed_attempts" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    target.mkdir(parents=True, exist_ok=True)
-    for item in items:
-        shutil.move(str(item), str(target / item.name))
 
 
 def pin_job(trainer: dict[str, Any], job_num: int, parallel_jobs: int) -> dict[str, Any]:

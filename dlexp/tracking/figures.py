@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from dlexp.errors import DlexpError
 
 
 def _pyplot() -> Any:
@@ -100,3 +103,27 @@ def validation_figures(
     if images is not None:
         figs["misclassified"] = misclassified_figure(images, targets, preds, classes)
     return figs
+
+
+def save_grid(grid: torch.Tensor, path: Path) -> None:
+    """A grid [3, H, W] in [0, 1] as a PNG (or JPEG, by the suffix)."""
+    from torchvision.utils import save_image
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+    except OSError as exc:
+        raise DlexpError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def grid_figure(grid: torch.Tensor, title: str) -> Any:
+    """A titled matplotlib Figure of a grid (for TensorBoard's images tab). No pyplot: nothing
+    global to set up or close."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4.3), layout="tight")
+    ax = fig.subplots()
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return fig

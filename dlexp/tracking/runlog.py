@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from dlexp.tracking.runfolder import METRICS, finite_or_str, write_text
 
 log = logging.getLogger("dlexp")
 
@@ -54,12 +55,16 @@ NOT_HPARAMS = (
 )
 
 
-def hparams_of(cfg: Mapping[str, Any], choices: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`."""
+def hparams_of(
+    cfg: Mapping[str, Any],
+    choices: Mapping[str, str] | None = None,
+    ignored: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`;
+    `ignored`: the groups the run's family does not use (a GAN's optimizers live in its model
+    config, so optim, scheduler and regularization do not apply to it)."""
     groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
-    if (cfg.get("model") or {}).get("task") == "gan":
-        # a GAN's optimizers live in its model config; these groups do not apply to it
-        groups = ("model", "trainer", "data")
+    groups = tuple(g for g in groups if g not in ignored)
     keep = {g: cfg[g] for g in groups if g in cfg}
     flat = flatten(keep)
     for noisy in NOT_HPARAMS:
@@ -84,7 +89,7 @@ class RunLogger:
         """
         self.run_dir = run_dir
         self.resumed = resume_step is not None
-        self.metrics_path = run_dir / "metrics.jsonl"
+        self.metrics_path = run_dir / METRICS
         if resume_step is not None:
             truncate_after(self.metrics_path, resume_step)
         self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -97,7 +102,7 @@ class RunLogger:
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int, kind: str, **extra: Any):
         record = {"kind": kind, "step": step, **extra, "time": round(time.time(), 3)}
-        record.update({k: _finite_or_str(v) for k, v in metrics.items()})
+        record.update({k: finite_or_str(v) for k, v in metrics.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -166,31 +171,4 @@ def truncate_after(path: Path, step: int) -> None:
             continue  # a line cut off by a crash
         if record.get("step", 0) <= step and record.get("kind") not in ("test", "best"):
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _finite_or_str(value: float) -> float | str:
-    """JSON has no NaN/inf; keep them readable instead of writing invalid JSON."""
-    value = float(value)
-    return value if math.isfinite(value) else str(value)
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename) so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as strings ("nan"), as in metrics.jsonl: strict parsers reject them."""
-    if isinstance(value, float):
-        return _finite_or_str(value)
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+    write_text(path, "".join(f"{line}\n" for line in kept))

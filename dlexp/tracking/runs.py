@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,11 @@ from typing import Any
 import yaml
 
 from dlexp.errors import DlexpError
+from dlexp.tracking.runfolder import find_run
 from dlexp.tracking.runlog import hparams_of
 
 Row = dict[str, Any]
+Ignored = Callable[[Mapping[str, Any]], Sequence[str]]
 DIGITS = re.compile(r"(\d+)")
 
 
@@ -30,8 +32,6 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if arg == "latest" or (path.name == "latest" and path.is_file()):  # the newest run
-            from dlexp.cli.verbs import find_run  # imports OmegaConf: only when it is needed
-
             path = find_run(arg)
         if not path.exists():
             raise DlexpError(f"{arg} does not exist. Give run folders, sweep folders or outputs/")
@@ -99,7 +99,7 @@ def resumed_since(folder: Path, ended_at: str | None) -> bool:
     return resumed > ended
 
 
-def load_run(folder: Path) -> Row:
+def load_run(folder: Path, ignored: Ignored = lambda cfg: ()) -> Row:
     """One row: status, hyperparameters, best/final/test metrics, epochs and wall time.
 
     A run without summary.json is running (or was killed before writing it), and so is one
@@ -127,17 +127,20 @@ def load_run(folder: Path) -> Row:
         best, wall = (summary.get("best") or {}).get("value"), summary.get("wall_time_s")
         status, epochs = summary.get("status", "unknown"), summary.get("epochs_completed")
     metrics = {f"best/{monitor}": best, **final, **test, "epochs": epochs, "wall_time_s": wall}
-    hparams = hparams_of(cfg, choices or {})
+    hparams = hparams_of(cfg, choices or {}, ignored(cfg))
     row: Row = {"folder": folder, "status": status, **hparams}
     return row | {k: number(v) for k, v in metrics.items()}
 
 
-def load_runs(paths: Sequence[str]) -> tuple[list[Row], list[str]]:
-    """Rows named by their path below the runs' common folder; unreadable runs are skipped."""
+def load_runs(
+    paths: Sequence[str], ignored: Ignored = lambda cfg: ()
+) -> tuple[list[Row], list[str]]:
+    """Rows named by their path below the runs' common folder; unreadable runs are skipped.
+    `ignored(cfg)`: the config groups a run's family does not use (not hyperparameters)."""
     rows, skipped = [], []
     for folder in find_runs(paths):
         try:
-            rows.append(load_run(folder))
+            rows.append(load_run(folder, ignored))
         except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
             skipped.append(f"skipped {folder}: {type(exc).__name__}: {exc}")
     if not rows:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dlexp.engine.setup import Stopwatch, environment, git_info, now_iso
-from dlexp.tracking.runlog import write_json
+from dlexp.tracking.provenance import Stopwatch, environment, git_info
+from dlexp.tracking.runfolder import RunFolder, now_iso
 
 
 def last_epoch_record(path: Path) -> dict[str, Any]:
@@ -41,18 +40,15 @@ def common_fields(
     A resumed run's folder still holds the summary of its earlier part: the start time and the
     wall time count from the first start, over every session."""
     seconds = state.train_seconds
-    earlier: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        earlier = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    folder = RunFolder(run_dir)
+    earlier = folder.read_summary()
     wall = clock.elapsed + float(earlier.get("wall_time_s") or 0.0)
     return {
         "status": status,
         "error": error,
         "run_dir": str(run_dir),
         "best": {"value": state.best, "epoch": state.best_epoch},
-        "final": {
-            k: v for k, v in last_epoch_record(run_dir / "metrics.jsonl").items() if "/" in k
-        },
+        "final": {k: v for k, v in last_epoch_record(folder.metrics_path).items() if "/" in k},
         "epochs_completed": state.epoch,
         "steps": state.step,
         "stopped_early": state.stopped_early,
@@ -67,28 +63,3 @@ def common_fields(
         "environment": environment(device),
         "git": git_info(Path.cwd()),
     }
-
-
-def write_summary(
-    run_dir: Path,
-    cfg: Mapping[str, Any],
-    choices: Mapping[str, str],
-    state: Any,
-    *,
-    status: str,
-    error: str | None,
-    test: Mapping[str, float],
-    n_params: int,
-    clock: Stopwatch,
-    device: Any,
-) -> dict[str, Any]:
-    """Write a classification run's `run_dir/summary.json` (atomically) and return it."""
-    summary = common_fields(
-        run_dir, cfg, choices, state, status=status, error=error, clock=clock, device=device
-    )
-    trainer = cfg["trainer"]
-    summary["monitor"] = {"metric": trainer["monitor"], "mode": trainer["monitor_mode"]}
-    summary["test"] = dict(test)
-    summary["num_params"] = n_params
-    write_json(run_dir / "summary.json", summary)
-    return summary

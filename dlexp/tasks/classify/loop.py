@@ -1,4 +1,4 @@
-"""The classification loop: train_one_epoch, evaluate, fit. Read it top to bottom.
+"""The classification loop: train_one_epoch and evaluate. Read it top to bottom.
 
 Losses and accuracy accumulate on the device and are read back once per log interval, so the
 loop never waits for the device in between. All progress lives in `TrainState`, which is
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlexp.engine.builders import regularized_weights
-from dlexp.errors import DlexpError
+from dlexp.engine.distributed import all_reduce_sum
+from dlexp.engine.task import NonFiniteLoss
 
 
 @dataclass
@@ -49,18 +49,10 @@ class LoopOptions:
     grad_clip: float | None = None
     l1: float = 0.0
     l2: float = 0.0
-    monitor: str = "val/acc"
-    monitor_mode: str = "max"
-    patience: int | None = None
-    min_delta: float = 0.0
     channels_last: bool = False
     figures_every: int = 0
     skip_nonfinite: bool = False
     world_size: int = 1  # data-parallel processes: the log window is summed over all of them
-
-
-class NonFiniteLoss(DlexpError):
-    pass
 
 
 def forward(model: nn.Module, x: Any, channels_last: bool) -> torch.Tensor:
@@ -170,8 +162,6 @@ def _flush(
 ) -> float:
     """Read the window back from the device (the only sync), log it, fold it into the epoch."""
     if world_size > 1:
-        from dlexp.engine.distributed import all_reduce_sum
-
         all_reduce_sum(window)  # equal shards: every rank saw the same number of samples
         window[2:] /= world_size  # penalties and the gradient norm are the same on every rank
     loss_n, correct, pen1, pen2, grad_norm = window.tolist()
@@ -230,80 +220,3 @@ def evaluate(
     if not keep_predictions or not preds:
         return metrics, None, None
     return metrics, torch.cat(preds), torch.cat(targets)
-
-
-def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if not math.isfinite(value):
-        return False  # a NaN is never the best epoch
-    if best is None:
-        return True
-    return value > best + min_delta if mode == "max" else value < best - min_delta
-
-
-def fit(
-    model: nn.Module,
-    data: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler | None,
-    state: TrainState,
-    opts: LoopOptions,
-    hooks: Any,
-) -> TrainState:
-    """Epochs from `state.epoch` to `opts.epochs`: train, validate, checkpoint, maybe stop early.
-
-    `hooks` is the runner's side of the loop (see `ClassificationRun`): logging, progress,
-    checkpoints and figures, so this function stays about training.
-    """
-    weights = regularized_weights(model)
-    has_val = data.val.num_samples > 0
-    for epoch in range(state.epoch, opts.epochs):
-        if hooks.should_stop():
-            return state
-        hooks.start_epoch(epoch, len(data.train), state.batch)
-        train_one_epoch(
-            model,
-            data.train,
-            optimizer,
-            scheduler,
-            scaler,
-            state,
-            opts,
-            weights,
-            hooks.log_step,
-            hooks.should_stop,
-        )
-        if hooks.should_stop():
-            return state
-        loss_n, correct, n = state.epoch_sums
-        metrics = {"train/loss": loss_n / max(n, 1), "train/acc": correct / max(n, 1)}
-        figures_due = opts.figures_every and (epoch + 1) % opts.figures_every == 0
-        if has_val:
-            val, preds, targets = evaluate(
-                model, data.val, opts, keep_predictions=bool(figures_due)
-            )
-            metrics.update({f"val/{k}": v for k, v in val.items()})
-            if figures_due:
-                hooks.figures(preds, targets, state.step)
-        broken = [k for k in ("train/loss", "val/loss") if not math.isfinite(metrics.get(k, 0.0))]
-        if broken:  # e.g. nonfinite=skip could not save weights that overflowed
-            raise NonFiniteLoss(
-                f"{broken[-1]} is {metrics[broken[-1]]} after epoch {epoch + 1}: the weights are "
-                "no longer finite. Try a lower optim.lr or trainer.grad_clip=1.0."
-            )
-        state.epoch, state.batch, state.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0]
-        value = metrics[opts.monitor]
-        is_best = improved(value, state.best, opts.monitor_mode, opts.min_delta)
-        if is_best:
-            state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
-        else:
-            state.bad_epochs += 1
-        hooks.end_epoch(metrics, is_best)
-        if opts.patience and state.bad_epochs >= opts.patience:
-            state.stopped_early = True
-            hooks.info(
-                f"early stopping: {opts.monitor} has not improved for {opts.patience} epochs "
-                f"(best {state.best:.4g} at epoch {state.best_epoch})"
-            )
-            break
-    return state

@@ -1,4 +1,4 @@
-"""The GAN loop: d_step, g_step, train_one_epoch, evaluate, fit. Read it top to bottom.
+"""The GAN loop: d_step, g_step, train_one_epoch, evaluate. Read it top to bottom.
 
 Each batch of real images is one discriminator step; after every `n_critic` discriminator steps
 comes one generator step — "(1) update D, (2) update G", as in pytorch/examples' DCGAN. Losses
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlexp.engine.frechet import Evaluation, compare
+from dlexp.engine.task import NonFiniteLoss
 from dlexp.models.gan import generate
-from dlexp.tasks.classify.loop import NonFiniteLoss, improved
 
 LOSSES = ("bce", "lsgan", "hinge")
 # sums kept per epoch: d_loss, D(x), D(G(z)), g_loss, D steps, G steps
@@ -61,8 +61,6 @@ class GanOptions:
     grad_clip: float | None = None
     eval_every: int = 1
     eval_batch_size: int = 1000
-    patience: int | None = None
-    min_delta: float = 0.0
 
 
 # -- losses: raw discriminator outputs in, a 0-dim loss out --------------------------------------
@@ -218,6 +216,10 @@ def _flush(window: Tensor, counts: list[int], state: GanState, on_log: Any, t0: 
     return time.perf_counter()
 
 
+def reset_epoch(state: GanState) -> None:
+    state.epoch_sums = list(_ZERO_SUMS)
+
+
 def epoch_metrics(sums: list[float]) -> dict[str, float]:
     d_loss, d_real, d_fake, g_loss, d_steps, g_steps = sums
     metrics = {
@@ -236,61 +238,3 @@ def evaluate(generator: nn.Module, evaluation: Evaluation, batch_size: int) -> d
     fakes = generate(generator, evaluation.noise, batch_size)
     stats = evaluation.features.statistics(fakes, batch_size)
     return compare(evaluation.real, stats)
-
-
-# -- the whole run ---------------------------------------------------------------------------------
-def fit(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    loader: Any,
-    state: GanState,
-    opts: GanOptions,
-    hooks: Any,
-    evaluation: Evaluation | None = None,
-) -> GanState:
-    """Epochs from `state.epoch` to `opts.epochs`: train, draw the fixed-noise grid, evaluate,
-    checkpoint, maybe stop early.
-
-    `hooks` is the runner's side of the loop (see `GanRun`): logging, progress, the sample grid
-    and checkpoints. Without `evaluation` every epoch counts as the best (best.pt = last.pt).
-    """
-    if evaluation is not None and state.step == 0:
-        hooks.log_eval(evaluate(generator, evaluation, opts.eval_batch_size))  # the untrained G
-    for epoch in range(state.epoch, opts.epochs):
-        if hooks.should_stop():
-            return state
-        hooks.start_epoch(epoch, len(loader), state.batch)
-        nets = (generator, discriminator, opt_g, opt_d)
-        train_one_epoch(*nets, loader, state, opts, hooks.log_step, hooks.should_stop)
-        if hooks.should_stop():
-            return state
-        metrics = epoch_metrics(state.epoch_sums)
-        hooks.samples(epoch + 1)
-        due = evaluation is not None and (
-            (epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs
-        )
-        if due:
-            assert evaluation is not None
-            metrics.update(evaluate(generator, evaluation, opts.eval_batch_size))
-        state.epoch, state.batch, state.epoch_sums = epoch + 1, 0, list(_ZERO_SUMS)
-        is_best = evaluation is None
-        if due:
-            value = metrics["eval/frechet_distance"]
-            is_best = improved(value, state.best, "min", opts.min_delta)
-            if is_best:
-                state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
-            else:
-                state.bad_epochs += 1
-        elif evaluation is None:
-            state.best_epoch = epoch + 1
-        hooks.end_epoch(metrics, is_best)
-        if opts.patience and state.bad_epochs >= opts.patience:
-            state.stopped_early = True
-            hooks.info(
-                f"early stopping: eval/frechet_distance has not improved for {opts.patience} "
-                f"evaluations (best {state.best:.4g} at epoch {state.best_epoch})"
-            )
-            break
-    return state

@@ -18,6 +18,10 @@ from dlexp.config.schema import OPTIMIZERS
 from dlexp.config.spec import BOOL, Choice, Float, Int, Spec, _check_table, _check_target_group
 
 LOSSES = ("bce", "lsgan", "hinge")
+OPTIM_HINT = (
+    "a GAN has two optimizers of its own and ignores the optim group; "
+    "set model.optim_g.* and model.optim_d.* (e.g. model.optim_d.lr=2e-4)"
+)
 GAN_INITS = ("dcgan", "default")
 _WIDTHS = Spec("ints", lo=1)
 _SLOPE = Float(0.0, 1.0)

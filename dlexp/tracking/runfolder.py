@@ -1,0 +1,304 @@
+"""The run folder's one owner: every file name in it, every write to it, and its lock.
+
+A run folder holds:
+
+    config.yaml       the resolved config (with `dlexp_schema`, the config schema version)
+    command.txt       the command that started the run, and each resume
+    summary.json      what the run was and how it ended
+    metrics.jsonl     one record per log interval, epoch, test and eval
+    train.log         the log (errors included)
+    events.out.tfevents.*   TensorBoard
+    checkpoints/      last.pt, best.pt, epoch_NNNN.pt
+    figures/          PNGs
+    provenance/       requirements.txt (pip freeze), git.patch
+    vocab.json        text runs: the vocabulary
+    .lock             while a process trains or evaluates here: who (the lock is on the folder)
+
+Every write is atomic (a temporary file renamed over the old one), so a reader never sees
+half a file and a killed process leaves the previous version. Torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dlexp.errors import DlexpError, FolderOccupied
+
+CONFIG = "config.yaml"
+COMMAND = "command.txt"
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+LOG = "train.log"
+CHECKPOINTS = "checkpoints"
+FIGURES = "figures"
+PROVENANCE = "provenance"
+VOCAB = "vocab.json"
+LOCK = ".lock"
+LATEST = "latest"  # in the output root: the newest run's path, one line
+SCHEMA_KEY = "dlexp_schema"  # config.yaml's schema version
+SCHEMA_VERSION = 1
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` atomically: a temporary file in the same folder, renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """JSON, atomically; NaN and infinities as strings ("nan"): strict parsers reject them."""
+    write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def finite_or_str(value: float) -> float | str:
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return finite_or_str(value)
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def find_run(arg: str) -> Path:
+    """A run folder from a path, or `latest` (the newest run under the output root)."""
+    path = Path(arg)
+    if arg == "latest" or (path.name == "latest" and path.is_file()):
+        pointer = (
+            path
+            if path.is_file()
+            else Path(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs")) / LATEST
+        )
+        if not pointer.is_file():
+            raise DlexpError(f"no latest run: {pointer} does not exist. Give a run folder instead.")
+        path = Path(pointer.read_text(encoding="utf-8").strip())
+    if not (path / CONFIG).is_file():
+        raise DlexpError(
+            f"{path} is not a dlexp run folder (it has no config.yaml). "
+            "Give a folder under outputs/runs/ or outputs/sweeps/<sweep>/, or `latest`."
+        )
+    return path.resolve()
+
+
+# Locks held by this process: path → [file descriptor, depth]. A process may take its own
+# folder's lock again (a sweep job checks its folder, then trains in it).
+_held: dict[str, list[int]] = {}
+
+
+class RunFolder:
+    """One run's folder. Names its files; reads and writes them; holds its lock."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- names -------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def figures(self) -> Path:
+        return self.path / FIGURES
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / f"{name}.pt"
+
+    def figure(self, filename: str) -> Path:
+        return self.figures / filename
+
+    def holds_run(self) -> bool:
+        """Whether a run has started here (a summary or a checkpoint exists)."""
+        return self.summary_path.is_file() or self.checkpoint("last").is_file()
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_summary(self) -> dict[str, Any]:
+        """summary.json, or {} when there is none (or it cannot be read)."""
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.summary_path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data
+        return {}
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_config(self, cfg: Mapping[str, Any]) -> None:
+        from omegaconf import OmegaConf  # the config layer's YAML writer; torch-free
+
+        plain = {SCHEMA_KEY: SCHEMA_VERSION, **{k: v for k, v in cfg.items() if k != SCHEMA_KEY}}
+        write_text(self.config_path, OmegaConf.to_yaml(OmegaConf.create(plain)))
+
+    def write_command(self, resumed: bool) -> None:
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        path = self.path / COMMAND
+        if resumed and path.is_file():
+            earlier = path.read_text(encoding="utf-8")
+            write_text(path, f"{earlier}# {now_iso()} resumed with:\n{command}\n")
+        else:
+            write_text(path, f"{command}\n")
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        write_json(self.summary_path, summary)
+
+    def write_refusal(self, error: str) -> None:
+        """A run refused before it started (a sweep job) still says why, in the summary's
+        shape, unless a summary is there already."""
+        if self.summary_path.is_file():
+            return
+        summary = {"status": "failed", "error": error, "run_dir": str(self.path)}
+        summary.update(best={"value": None, "epoch": 0}, final={}, test={}, ended_at=now_iso())
+        summary.update(epochs_completed=0, steps=0)
+        self.write_summary(summary)
+
+    def set_aside(self) -> Path | None:
+        """A failed run is started again: its files move to failed_attempts/<time>/, never
+        deleted (Hydra's .hydra/ stays); returns where they went."""
+        keep = {".hydra", "failed_attempts", LOCK}
+        items = [p for p in self.path.iterdir() if p.name not in keep]
+        if not items:
+            return None
+        target = self.path / "failed_attempts" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        target.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            os.replace(item, target / item.name)
+        return target
+
+    def write_file(self, name: str, text: str) -> None:
+        """A text file of the task's (e.g. vocab.json) at the top of the folder."""
+        write_text(self.path / name, text)
+
+    def record_eval(self, name: str, step: int, ckpt: str, result: Mapping[str, float]) -> Path:
+        """`dlexp eval`'s result: a record in metrics.jsonl and `<name>.json`; its path."""
+        record = {"kind": "eval", "step": step, "checkpoint": ckpt, **result}
+        record["time"] = round(time.time(), 3)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        path = self.path / f"{name}.json"
+        write_text(path, json.dumps(record, indent=2) + "\n")
+        return path
+
+    def write_provenance(self, requirements: str, patch: bytes | None) -> None:
+        folder = self.path / PROVENANCE
+        write_text(folder / "requirements.txt", requirements)
+        if patch:
+            (folder / "git.patch").write_bytes(patch)
+
+    def set_latest(self, output_root: Path) -> None:
+        """Record this run in `<output_root>/latest`, a one-line text file.
+
+        A text file rather than a symlink: TensorBoard follows links, so a `latest` link would
+        show the newest run twice in `tensorboard --logdir outputs`.
+        """
+        output_root.mkdir(parents=True, exist_ok=True)
+        link = output_root / LATEST
+        if link.is_symlink() or link.is_dir():
+            return  # never replace something the user made
+        write_text(link, f"{self.path}\n")
+
+    # -- the lock ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, purpose: str = "trains") -> Iterator[None]:
+        """Hold the folder's lock: one process writes here at a time.
+
+        An OS lock (flock) on the folder itself: the OS lets go of it when the holder dies,
+        however it dies, so a lock left by a killed process is taken over at once (a requeued
+        cluster job resumes). While it is held, `.lock` says who holds it, for the message
+        another process gets; it is removed on release, so a refused or failed command leaves
+        the folder as it found it.
+        """
+        import fcntl  # POSIX only; dlexp runs on Linux and macOS
+
+        key = str(self.path.resolve())
+        if key in _held:  # this process holds it already (a sweep job checks, then trains)
+            _held[key][1] += 1
+            try:
+                yield
+            finally:
+                _held[key][1] -= 1
+            return
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                raise
+            raise FolderOccupied(
+                f"{self.path} is in use: {self.holder()}. Wait for it to finish (or stop it), "
+                "then try again; two processes writing one run folder would mix two runs."
+            ) from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+        _held[key] = [fd, 1]
+        try:
+            write_text(self.path / LOCK, json.dumps({**info, "purpose": purpose}) + "\n")
+            yield
+        finally:
+            _held[key][1] -= 1
+            if _held[key][1] == 0:
+                del _held[key]
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK).unlink()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def holder(self) -> str:
+        """Who holds the lock, as `.lock` says."""
+        try:
+            info = json.loads((self.path / LOCK).read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not info:
+            return "another process holds its lock"
+        return (
+            f"process {info.get('pid')} on {info.get('host')} {info.get('purpose', 'works')} "
+            f"there (since {info.get('since')})"
+        )
+
+
+def check_unlocked(path: Path) -> None:
+    """Refuse at once when another process holds `path`'s lock (taking it only a moment)."""
+    if Path(path).is_dir():
+        with RunFolder(path).lock("checks"):
+            pass
