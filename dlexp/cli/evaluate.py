@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlexp.cli.verbs import check_trust, find_run, load_run_config, split_flags
+from dlexp.cli.verbs import find_run, load_run_config, split_flags
+from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError
 
 SPLITS = ("test", "val")
@@ -38,7 +39,7 @@ def evaluate_run(argv: list[str]) -> int:
     run_dir = find_run(args[0])
     options = parse_options(args[1:], {"ckpt": CHECKPOINTS, "split": SPLITS})
     cfg, choices = load_run_config(run_dir)
-    check_trust(cfg, run_dir / "config.yaml", "--trust" in flags)
+    check_trust(cfg, trusted="--trust" in flags, source=run_dir / "config.yaml")
     if cfg["model"].get("task", "classify") != "classify":
         raise DlexpError("dlexp eval evaluates classifiers; for a GAN run use dlexp sample")
     ckpt_path = run_dir / "checkpoints" / f"{options['ckpt']}.pt"

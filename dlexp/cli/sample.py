@@ -110,14 +110,14 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
     """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
     import torch
 
-    from dlexp.cli.verbs import check_trust
+    from dlexp.config.trust import check_trust
     from dlexp.engine.builders import build_model
     from dlexp.engine.checkpoint import load_checkpoint
     from dlexp.models.gan import generate
 
     payload = load_checkpoint(checkpoint, "cpu")
     # the generator is built from the checkpoint's own config, which config.yaml may not match
-    check_trust(payload["config"], checkpoint, trust)
+    check_trust(payload["config"], trusted=trust, source=checkpoint)
     model, data = payload["config"]["model"], payload["data"]
     inputs = {
         "latent_dim": model["latent_dim"],
@@ -132,7 +132,8 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
 
 def sample(argv: list[str]) -> Path:
     """Check everything, then draw and write the grid; returns the PNG's path."""
-    from dlexp.cli.verbs import check_trust, find_run, split_flags
+    from dlexp.cli.verbs import find_run, split_flags
+    from dlexp.config.trust import check_trust
 
     args, flags = split_flags(argv, ("--trust",))
     if not args:
@@ -141,7 +142,7 @@ def sample(argv: list[str]) -> Path:
     run_dir = find_run(args[0])
     cfg, checkpoint = check_gan_run(run_dir, options["ckpt"])
     trust = "--trust" in flags
-    check_trust(cfg, run_dir / "config.yaml", trust)
+    check_trust(cfg, trusted=trust, source=run_dir / "config.yaml")
     n, seed, ckpt = options["n"], options["seed"], options["ckpt"]
     out = options["out"] or run_dir / "figures" / f"sample_{ckpt}_seed{seed}_n{n}.png"
     images, payload = draw(checkpoint, n, seed, trust)

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dlexp.config.schema import unknown_key, validate
+from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError, FolderOccupied
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
@@ -37,7 +38,6 @@ SAFE_ON_RESUME = (
     "paths.output_root",
     "paths.data_dir",
 )
-TRUSTED_PREFIXES = ("dlexp.", "torch.", "torchvision.")
 
 
 def find_run(arg: str) -> Path:
@@ -69,32 +69,6 @@ def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     if summary.is_file():
         choices = dict(json.loads(summary.read_text(encoding="utf-8")).get("choices") or {})
     return cfg, choices
-
-
-def untrusted_targets(node: Any) -> list[str]:
-    """Every `_target_` in a config that is not dlexp's, torch's or torchvision's own."""
-    found: list[str] = []
-    if isinstance(node, Mapping):
-        target = node.get("_target_")
-        if isinstance(target, str) and not target.startswith(TRUSTED_PREFIXES):
-            found.append(target)
-        for value in node.values():
-            found += untrusted_targets(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += untrusted_targets(value)
-    return found
-
-
-def check_trust(cfg: Mapping[str, Any], source: Path, trust: bool) -> None:
-    """`source` (a config.yaml or a checkpoint) may name only trusted code, unless `trust`."""
-    targets = untrusted_targets(cfg)
-    if targets and not trust:
-        raise DlexpError(
-            f"{source} names code outside dlexp, torch and torchvision: "
-            f"{', '.join(sorted(set(targets)))}. A run folder from someone else can run any "
-            "importable code this way; if you trust it, pass --trust."
-        )
 
 
 def apply_overrides(
@@ -218,7 +192,7 @@ def resume(argv: list[str]) -> float:
         raise DlexpError("usage: dlexp resume <run folder | latest> [key=value ...] [--force]")
     run_dir = find_run(args[0])
     saved, choices = load_run_config(run_dir)
-    check_trust(saved, run_dir / "config.yaml", "--trust" in flags)
+    check_trust(saved, trusted="--trust" in flags, source=run_dir / "config.yaml", trains=True)
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg)
     check_schedule_length(saved, cfg)
@@ -246,7 +220,7 @@ def rerun(argv: list[str]) -> float:
         raise DlexpError("usage: dlexp rerun <run folder | latest> [key=value ...]")
     source = find_run(args[0])
     saved, choices = load_run_config(source)
-    check_trust(saved, source / "config.yaml", "--trust" in flags)
+    check_trust(saved, trusted="--trust" in flags, source=source / "config.yaml", trains=True)
     cfg = apply_overrides(saved, args[1:], None, force=True)
     check_valid(cfg)
     root = expand_path(cfg["paths"]["output_root"])
