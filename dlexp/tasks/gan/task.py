@@ -108,6 +108,7 @@ class GanRun:
                 real,
                 noise,
                 trainer["eval_batch_size"],
+                trusted=bool(ev.get("trust_feature_checkpoint")),
             )
             self.reference = self.evaluation.reference()
         evaluating = self.evaluation is not None
