@@ -89,7 +89,13 @@ def test_a_stored_pruner_is_built_only_from_optuna_or_the_commands_own_configs(
     assert trial.should_prune(cfg, 1, 0.5) is False  # a job of `dlexp resume`: no Hydra
     assert "foreign_code.Pruner" in caplog.text and "not pruning" in caplog.text
     assert not files.marker.exists()
+    hub = {"_target_": "torch.hub.load", "repo_or_dir": "someone/else", "model": "m"}
+    study.set_user_attr(trial.PRUNER_ATTR, hub)  # torch's, but not a pruner: never from a file
+    monkeypatch.setattr(trial, "_trials", {})
+    assert trial.should_prune(cfg, 1, 0.5) is False
+    assert "(torch.hub.load): not building it" in caplog.text
 
+    study.set_user_attr(trial.PRUNER_ATTR, {"_target_": "foreign_code.Pruner"})
     monkeypatch.setattr(trial, "_trials", {})
     conf = own_configs(files.tmp, "foreign_code.Pruner")  # a search of the user's own
     register_resolvers()

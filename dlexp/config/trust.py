@@ -67,10 +67,11 @@ def trust_switches(node: Any, prefix: str = "") -> list[str]:
     return found
 
 
-def foreign_targets(cfg: Any, own: Collection[str] = (), also: tuple[str, ...] = ()) -> list[str]:
-    """The `_target_`s of `cfg` outside dlexp, torch, torchvision, the prefixes in `also` and
-    the names in `own`: sorted, each once."""
-    prefixes = TRUSTED_PREFIXES + also
+def foreign_targets(
+    cfg: Any, own: Collection[str] = (), prefixes: tuple[str, ...] = TRUSTED_PREFIXES
+) -> list[str]:
+    """The `_target_`s of `cfg` that start with none of `prefixes` and are not in `own`:
+    sorted, each once."""
     return sorted({t for t in targets(cfg) if not t.startswith(prefixes) and t not in own})
 
 
@@ -81,7 +82,6 @@ def check_trust(
     source: str | os.PathLike[str],
     flag: str = "--trust",
     trains: bool = False,
-    also: tuple[str, ...] = (),
 ) -> None:
     """Raise DlexpError naming every foreign `_target_` of `cfg` (read from `source`, a config
     file or a checkpoint) and the `flag` that allows them, unless `trusted`. The targets the
@@ -90,7 +90,7 @@ def check_trust(
     if trusted:
         return
     run_dir = run_folder_of(Path(source))
-    foreign = foreign_targets(cfg, also=also)
+    foreign = foreign_targets(cfg)
     if foreign:  # read the config folders only when they can make a difference
         own = own_targets(run_dir)
         foreign = [t for t in foreign if t not in own]

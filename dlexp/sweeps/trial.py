@@ -143,8 +143,10 @@ def _running_trial(url: str, study_name: str, number: int) -> optuna.trial.Trial
         log.info("trial %d of study %r has finished already: not reporting", number, study_name)
         return None
     conf = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR)
-    foreign = foreign_targets(conf, own_targets(None), also=("optuna.pruners.",))
-    if foreign:  # a study anyone could have written (`optuna.storage` in a run's config.yaml)
+    # a study anyone could have written (`optuna.storage` in a run's config.yaml): not even
+    # torch's code, which includes torch.hub.load, is built from it; only Optuna's pruners
+    foreign = foreign_targets(conf, own_targets(None), prefixes=("optuna.pruners.",))
+    if foreign:
         log.warning(
             "study %r in %s stores a pruner from outside optuna.pruners and this command's "
             "config folders (%s): not building it, not pruning",
