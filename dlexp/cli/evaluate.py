@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dlexp.cli.preflight import checked_config
-from dlexp.cli.verbs import check_trust, load_run_config, split_flags
+from dlexp.cli.verbs import load_run_config, split_flags
+from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError
 from dlexp.tasks import registry
 from dlexp.tracking.console import Reporter
@@ -39,7 +40,7 @@ def evaluate_run(argv: list[str]) -> int:
     run_dir = find_run(args[0])
     options = parse_options(args[1:], {"ckpt": CHECKPOINTS, "split": SPLITS})
     cfg, _ = load_run_config(run_dir)
-    check_trust(cfg, run_dir / "config.yaml", "--trust" in flags)
+    check_trust(cfg, trusted="--trust" in flags, source=RunFolder(run_dir).config_path)
     registry.require(cfg, "eval", run_dir)
     folder = RunFolder(run_dir)
     ckpt_path = folder.checkpoint(options["ckpt"])

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlexp.cli.verbs import check_trust, load_run_config, split_flags
+from dlexp.cli.verbs import load_run_config, split_flags
+from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError
 from dlexp.tasks import registry
 from dlexp.tracking.console import print_error
@@ -94,7 +95,7 @@ def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any,
 
     payload = load_checkpoint(checkpoint, "cpu")
     # the generator is built from the checkpoint's own config, which config.yaml may not match
-    check_trust(payload["config"], checkpoint, trust)
+    check_trust(payload["config"], trusted=trust, source=checkpoint)
     model, data = payload["config"]["model"], payload["data"]
     inputs = {
         "latent_dim": model["latent_dim"],
@@ -116,7 +117,7 @@ def sample(argv: list[str]) -> Path:
     run_dir = find_run(args[0])
     cfg, checkpoint = check_gan_run(run_dir, options["ckpt"])
     trust = "--trust" in flags
-    check_trust(cfg, run_dir / "config.yaml", trust)
+    check_trust(cfg, trusted=trust, source=run_dir / "config.yaml")
     n, seed, ckpt = options["n"], options["seed"], options["ckpt"]
     out = options["out"] or run_dir / "figures" / f"sample_{ckpt}_seed{seed}_n{n}.png"
     images, payload = draw(checkpoint, n, seed, trust)

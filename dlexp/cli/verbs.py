@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from dlexp.config.paths import expand_path, unique_dir
 from dlexp.config.spec import unknown_key
+from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError, FolderOccupied, format_problems
 from dlexp.sweeps.manifest import finished_objective
 from dlexp.tasks.registry import train, validate
@@ -40,7 +41,6 @@ SAFE_ON_RESUME = (
     "paths.output_root",
     "paths.data_dir",
 )
-TRUSTED_PREFIXES = ("dlexp.", "torch.", "torchvision.")
 
 
 def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -51,32 +51,6 @@ def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     cfg.pop(SCHEMA_KEY, None)
     choices = dict(folder.read_summary().get("choices") or {})
     return cfg, choices
-
-
-def untrusted_targets(node: Any) -> list[str]:
-    """Every `_target_` in a config that is not dlexp's, torch's or torchvision's own."""
-    found: list[str] = []
-    if isinstance(node, Mapping):
-        target = node.get("_target_")
-        if isinstance(target, str) and not target.startswith(TRUSTED_PREFIXES):
-            found.append(target)
-        for value in node.values():
-            found += untrusted_targets(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += untrusted_targets(value)
-    return found
-
-
-def check_trust(cfg: Mapping[str, Any], source: Path, trust: bool) -> None:
-    """`source` (a config.yaml or a checkpoint) may name only trusted code, unless `trust`."""
-    targets = untrusted_targets(cfg)
-    if targets and not trust:
-        raise DlexpError(
-            f"{source} names code outside dlexp, torch and torchvision: "
-            f"{', '.join(sorted(set(targets)))}. A run folder from someone else can run any "
-            "importable code this way; if you trust it, pass --trust."
-        )
 
 
 def apply_overrides(
@@ -187,7 +161,9 @@ def resume(argv: list[str]) -> float:
     run_dir = find_run(args[0])
     check_unlocked(run_dir)  # at once, not after torch has loaded: the runner locks it too
     saved, choices = load_run_config(run_dir)
-    check_trust(saved, RunFolder(run_dir).config_path, "--trust" in flags)
+    check_trust(
+        saved, trusted="--trust" in flags, source=RunFolder(run_dir).config_path, trains=True
+    )
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg)
     check_schedule_length(saved, cfg)
@@ -213,7 +189,9 @@ def rerun(argv: list[str]) -> float:
         raise DlexpError("usage: dlexp rerun <run folder | latest> [key=value ...]")
     source = find_run(args[0])
     saved, choices = load_run_config(source)
-    check_trust(saved, RunFolder(source).config_path, "--trust" in flags)
+    check_trust(
+        saved, trusted="--trust" in flags, source=RunFolder(source).config_path, trains=True
+    )
     cfg = apply_overrides(saved, args[1:], None, force=True)
     check_valid(cfg)
     root = expand_path(cfg["paths"]["output_root"])

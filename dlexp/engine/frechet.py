@@ -25,11 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dlexp.config.trust import check_trust
 from dlexp.data.loaders import prepare_images
 from dlexp.engine.builders import build_model
 from dlexp.engine.checkpoint import load_checkpoint
 from dlexp.errors import DlexpError
 
+# what lets a feature checkpoint build code outside dlexp, torch and torchvision
+TRUST_OPTION = "model.eval.trust_feature_checkpoint=true"
 # data sets that hold the same kind of images: a classifier of one is a fair judge of the other
 _SAME_IMAGES = ({"mnist", "mnist_sample"},)
 
@@ -73,8 +76,9 @@ class FeatureNetwork:
         self._features = args[0]
 
     @classmethod
-    def load(cls, path: Path, device: torch.device) -> FeatureNetwork:
-        """Rebuild the classifier of a dlexp checkpoint from the config stored in it."""
+    def load(cls, path: Path, device: torch.device, trusted: bool = False) -> FeatureNetwork:
+        """Rebuild the classifier of a dlexp checkpoint from the config stored in it; code
+        outside dlexp, torch and torchvision only when `trusted` (TRUST_OPTION)."""
         payload = load_checkpoint(path, device)
         config, data = payload.get("config") or {}, payload.get("data")
         model_cfg = config.get("model") or {}
@@ -84,6 +88,7 @@ class FeatureNetwork:
                 f"model.eval.feature_checkpoint: {path} is not a classifier checkpoint; give the "
                 "best.pt of a classification run (e.g. dlexp model=lenet) on the same data set"
             )
+        check_trust(config, trusted=trusted, source=path, flag=TRUST_OPTION)
         inputs = {
             "in_channels": len(data["mean"]),
             "image_size": int(data["image_size"]),
@@ -200,11 +205,12 @@ def build_evaluation(
     real_images: Tensor,
     noise: Tensor,
     batch_size: int,
+    trusted: bool = False,
 ) -> Evaluation:
     """Load the feature network and fit the real statistics on `real_images` ([-1, 1]).
 
     `noise` has one row per generated sample: as many as real images, so both Gaussians carry
-    the same small-sample bias.
+    the same small-sample bias. `trusted`: the checkpoint may name code outside dlexp.
     """
     if len(real_images) < 2:
         raise DlexpError(
@@ -212,7 +218,7 @@ def build_evaluation(
             "distance needs at least 2. Raise data.val_fraction or set "
             "model.eval.feature_checkpoint=null"
         )
-    features = FeatureNetwork.load(checkpoint, real_images.device)
+    features = FeatureNetwork.load(checkpoint, real_images.device, trusted)
     check_compatible(features, data_name, real_images.shape[1])
     return Evaluation(features, features.statistics(real_images, batch_size), noise)
 

@@ -23,6 +23,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dlexp.config.trust import foreign_targets, own_targets
+
 if TYPE_CHECKING:
     import optuna
 
@@ -140,7 +142,20 @@ def _running_trial(url: str, study_name: str, number: int) -> optuna.trial.Trial
     if storage.get_trial(trial_id).state.is_finished():
         log.info("trial %d of study %r has finished already: not reporting", number, study_name)
         return None
-    pruner = build_pruner(storage.get_study_user_attrs(study_id).get(PRUNER_ATTR))
+    conf = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR)
+    # a study anyone could have written (`optuna.storage` in a run's config.yaml): not even
+    # torch's code, which includes torch.hub.load, is built from it; only Optuna's pruners
+    foreign = foreign_targets(conf, own_targets(None), prefixes=("optuna.pruners.",))
+    if foreign:
+        log.warning(
+            "study %r in %s stores a pruner from outside optuna.pruners and this command's "
+            "config folders (%s): not building it, not pruning",
+            study_name,
+            url,
+            ", ".join(foreign),
+        )
+        return None
+    pruner = build_pruner(conf)
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
     _trials[key] = optuna.trial.Trial(study, trial_id)
     return _trials[key]

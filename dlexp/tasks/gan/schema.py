@@ -62,9 +62,11 @@ _GROUPS = {
 }
 EVAL: dict[str, Any] = {
     "feature_checkpoint": Spec("str", nullable=True),
+    "trust_feature_checkpoint": BOOL,
     "num_samples": Int(2),
     "every_n_epochs": Int(1),
 }
+EVAL_REQUIRED = tuple(k for k in EVAL if k != "trust_feature_checkpoint")  # older runs lack it
 MODEL: dict[str, Any] = {
     "task": Choice("gan"),
     "latent_dim": Int(1),
@@ -90,8 +92,8 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     ]
     if isinstance(model.get("eval"), Mapping):
         problems += [
-            f"model.eval.{key}: missing; model.eval needs {', '.join(EVAL)}"
-            for key in EVAL
+            f"model.eval.{key}: missing; model.eval needs {', '.join(EVAL_REQUIRED)}"
+            for key in EVAL_REQUIRED
             if key not in model["eval"]
         ]
     problems += _check_table("model", {k: v for k, v in model.items() if k not in _GROUPS}, MODEL)

@@ -92,6 +92,7 @@ class GanTask:
                 real,
                 noise,
                 trainer["eval_batch_size"],
+                trusted=bool(ev.get("trust_feature_checkpoint")),
             )
             self.reference = self.evaluation.reference()
             self.monitor = Monitor(MONITOR, "min")
