@@ -20,17 +20,18 @@ from dlexp.config.resolvers import register_resolvers
 REPO = Path(__file__).resolve().parent.parent
 
 
+def compose_cfg(tmp: Path, *overrides: str) -> DictConfig:
+    """The shipped configs composed with `overrides`; outputs and data kept under `tmp`."""
+    register_resolvers()
+    base = [f"paths.output_root={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the shipped configs with overrides, outputs and data kept under tmp_path."""
-    register_resolvers()
-
-    def _make(*overrides: str) -> DictConfig:
-        base = [f"paths.output_root={tmp_path / 'outputs'}", f"paths.data_dir={tmp_path / 'data'}"]
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=[*base, *overrides])
-
-    return _make
+    return lambda *overrides: compose_cfg(tmp_path, *overrides)
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

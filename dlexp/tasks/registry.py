@@ -102,8 +102,8 @@ def require(cfg: Mapping[str, Any], verb: str, run_dir: Path | str) -> None:
     able = [f.noun for f in FAMILIES.values() if verb in f.verbs]
     model = (cfg.get("model") or {}).get("_target_", "unknown model")
     raise DlexpError(
-        f"{run_dir} is a {family.noun} ({model}): dlexp {verb} works on "
-        f"{' and '.join(able) or 'no'} runs{hint}"
+        f"{run_dir} is a {family.noun} ({model}), not a {' or '.join(able) or 'run it works on'}: "
+        f"dlexp {verb} works on {' and '.join(f'{n}s' for n in able) or 'no runs'}{hint}"
     )
 
 
