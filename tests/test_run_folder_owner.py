@@ -131,9 +131,9 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
         while not flag.exists() and time.time() < deadline:
             time.sleep(0.1)
         assert flag.exists(), "the holder never took the lock"
-        with pytest.raises(FolderOccupied, match=f"process {holder.pid} on .* trains there"):
-            with RunFolder(folder).lock():
-                pass
+        busy = pytest.raises(FolderOccupied, match=f"process {holder.pid} on .* trains there")
+        with busy, RunFolder(folder).lock():
+            pass
     finally:
         holder.send_signal(signal.SIGKILL)  # dies holding it: no clean-up of its own
         holder.wait(timeout=30)
