@@ -157,3 +157,49 @@ def test_eval_is_refused_while_another_process_holds_the_folder(copy_of, tmp_pat
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+# -- run folders from an older (or newer) dlexp --------------------------------------------------
+def _rewrite_config(run: Path, edit) -> None:
+    import yaml
+
+    path = run / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    edit(cfg)
+    path.write_text(yaml.safe_dump(cfg))
+
+
+def test_an_older_config_gets_todays_defaults_with_a_note_and_resumes(copy_of, capsys):
+    def older(cfg):
+        del cfg["dlexp_schema"]  # before config.yaml carried a schema version
+        del cfg["trainer"]["nonfinite"]  # a key added since
+        del cfg["trainer"]["keep_last"]
+
+    _rewrite_config(copy_of, older)
+    resume([str(copy_of), "trainer.epochs=2"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert "was written by an older dlexp" in err
+    assert "trainer.nonfinite" in err and "trainer.keep_last" in err
+    summary = json.loads((copy_of / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["epochs_completed"] == 2
+    assert evaluate_run([str(copy_of)]) == 0  # eval reads it the same way
+
+
+def test_keys_this_version_does_not_know_are_said_to_come_from_the_file(copy_of):
+    _rewrite_config(copy_of, lambda cfg: cfg["trainer"].update(warp_speed=9))
+    before = snapshot(copy_of)
+    with pytest.raises(DlexpError) as err:
+        resume([str(copy_of), "trainer.epochs=2"])
+    message = str(err.value)
+    assert "config.yaml holds keys this dlexp" in message and "trainer.warp_speed" in message
+    assert "Did you mean" not in message
+    assert snapshot(copy_of) == before
+
+
+def test_a_config_that_is_not_yaml_is_named_with_its_line(copy_of):
+    path = copy_of / "config.yaml"
+    path.write_text(path.read_text() + "trainer: [unclosed\n  - x: : y\n")
+    before = snapshot(copy_of)
+    with pytest.raises(DlexpError, match=r"config.yaml is not valid YAML \(line \d+, column \d+\)"):
+        resume([str(copy_of)])
+    assert snapshot(copy_of) == before

@@ -14,13 +14,22 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dlexp.config.paths import expand_path, unique_dir
+from dlexp import __version__
+from dlexp.config.paths import CONFIG_DIR, expand_path, unique_dir
+from dlexp.config.resolvers import to_plain
 from dlexp.config.spec import unknown_key
 from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError, FolderOccupied, format_problems
 from dlexp.sweeps.manifest import finished_objective
 from dlexp.tasks.registry import train, validate
-from dlexp.tracking.runfolder import SCHEMA_KEY, RunFolder, check_unlocked, find_run
+from dlexp.tracking.console import print_notice
+from dlexp.tracking.runfolder import (
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    RunFolder,
+    check_unlocked,
+    find_run,
+)
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
 SAFE_ON_RESUME = (
@@ -44,13 +53,48 @@ SAFE_ON_RESUME = (
 
 
 def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """The run's resolved config and its group choices (model=lenet, ...)."""
+    """The run's resolved config and its group choices (model=lenet, ...).
+
+    A config.yaml written by an older dlexp may lack keys added since: they get this version's
+    defaults for the run's choices, with a note saying which."""
     folder = RunFolder(run_dir)
-    cfg = OmegaConf.to_container(OmegaConf.load(folder.config_path), resolve=True)
-    assert isinstance(cfg, dict)
-    cfg.pop(SCHEMA_KEY, None)
+    cfg = folder.read_config()
+    version = cfg.pop(SCHEMA_KEY, 0)
     choices = dict(folder.read_summary().get("choices") or {})
+    if version < SCHEMA_VERSION:
+        added = fill_defaults(cfg, shipped_defaults(choices))
+        if added:
+            print_notice(
+                f"{folder.config_path} was written by an older dlexp and lacks "
+                f"{', '.join(added)}: using today's defaults for them"
+            )
     return cfg, choices
+
+
+def shipped_defaults(choices: Mapping[str, str]) -> dict[str, Any]:
+    """The shipped configs composed with a run's group choices; {} when they can't be (a
+    choice from the user's own --config-dir)."""
+    from hydra import compose, initialize_config_dir  # heavy: only for an older run folder
+
+    overrides = [f"{group}={option}" for group, option in choices.items() if "/" not in group]
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return to_plain(compose("config", overrides=overrides))
+    except Exception:  # noqa: BLE001 - any failure: no defaults to fill in
+        return {}
+
+
+def fill_defaults(cfg: dict[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Add the keys of `defaults` that `cfg` lacks (in place); returns their dotted names."""
+    added = []
+    for key, value in defaults.items():
+        if key not in cfg:
+            if key not in ("hydra", "optuna"):
+                cfg[key] = value
+                added.append(f"{prefix}{key}")
+        elif isinstance(value, Mapping) and isinstance(cfg[key], dict):
+            added += fill_defaults(cfg[key], value, f"{prefix}{key}.")
+    return added
 
 
 def apply_overrides(
@@ -89,10 +133,25 @@ def apply_overrides(
     return plain
 
 
-def check_valid(cfg: Mapping[str, Any]) -> None:
+def check_valid(
+    cfg: Mapping[str, Any], source: Path | None = None, overrides: list[str] = ()
+) -> None:
+    """Every problem of a config at once; keys the run folder's `source` holds (not the
+    command line) that this version does not know are said to come from that file."""
     problems = validate(cfg)
-    if problems:
-        raise DlexpError(format_problems(problems))
+    if not problems:
+        return
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    foreign = [p for p in problems if "unknown key" in p and p.split(":")[0] not in given]
+    if source is not None and foreign:
+        keys = ", ".join(p.split(":")[0] for p in foreign)
+        rest = [p for p in problems if p not in foreign]
+        rest.append(
+            f"{source} holds keys this dlexp ({__version__}) does not know: {keys}. Was the run "
+            "made by a newer dlexp? Use that version, or remove the keys from the file."
+        )
+        problems = rest
+    raise DlexpError(format_problems(problems))
 
 
 def split_flags(argv: list[str], flags: tuple[str, ...]) -> tuple[list[str], set[str]]:
@@ -165,7 +224,7 @@ def resume(argv: list[str]) -> float:
         saved, trusted="--trust" in flags, source=RunFolder(run_dir).config_path, trains=True
     )
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
-    check_valid(cfg)
+    check_valid(cfg, RunFolder(run_dir).config_path, args[1:])
     check_schedule_length(saved, cfg)
     sched = cfg["scheduler"]
     scheduled = sched["name"] != "none" or sched.get("warmup_epochs")
@@ -193,7 +252,7 @@ def rerun(argv: list[str]) -> float:
         saved, trusted="--trust" in flags, source=RunFolder(source).config_path, trains=True
     )
     cfg = apply_overrides(saved, args[1:], None, force=True)
-    check_valid(cfg)
+    check_valid(cfg, RunFolder(source).config_path, args[1:])
     root = expand_path(cfg["paths"]["output_root"])
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{choices.get('model', 'run')}_rerun"))

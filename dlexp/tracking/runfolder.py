@@ -155,6 +155,31 @@ class RunFolder:
         return self.summary_path.is_file() or self.checkpoint("last").is_file()
 
     # -- reading -----------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        """config.yaml, resolved, as plain data; a file that is not YAML is named with its line."""
+        from omegaconf import OmegaConf  # the config layer's YAML reader; torch-free
+        from yaml import YAMLError
+
+        path = self.config_path
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except UnicodeDecodeError as exc:
+            raise DlexpError(
+                f"{path} is not text in UTF-8 (byte {exc.start}): not a config dlexp wrote"
+            ) from None
+        except YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise DlexpError(f"{path} is not valid YAML{where}: {problem}") from None
+        except Exception as exc:  # noqa: BLE001 - OmegaConf's interpolation errors and friends
+            raise DlexpError(f"{path} cannot be read: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise DlexpError(
+                f"{path} holds no config (a mapping of groups), but {type(cfg).__name__}"
+            )
+        return cfg
+
     def read_summary(self) -> dict[str, Any]:
         """summary.json, or {} when there is none (or it cannot be read)."""
         with contextlib.suppress(OSError, ValueError):
