@@ -203,3 +203,37 @@ def test_a_config_that_is_not_yaml_is_named_with_its_line(copy_of):
     with pytest.raises(DlexpError, match=r"config.yaml is not valid YAML \(line \d+, column \d+\)"):
         resume([str(copy_of)])
     assert snapshot(copy_of) == before
+
+
+def test_a_damaged_last_checkpoint_is_called_damaged_and_another_is_offered(copy_of):
+    last = copy_of / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
+    before = snapshot(copy_of)
+    with pytest.raises(DlexpError) as err:
+        resume([str(copy_of), "trainer.epochs=2"])
+    message = str(err.value)
+    assert "last.pt is damaged" in message and "ckpt=best" in message
+    assert snapshot(copy_of) == before
+    resume([str(copy_of), "ckpt=best", "trainer.epochs=2"])  # what the message offers works
+    summary = json.loads((copy_of / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["epochs_completed"] == 2
+
+
+def test_the_resume_hint_is_quoted_for_the_shell(tmp_path):
+    import shlex
+
+    from dlexp.engine.interrupt import StopRequest
+
+    folder = tmp_path / "my runs" / "run 1"
+    message = str(StopRequest().stopped(3, 0, folder))
+    command = message.split("Resume with: ")[1]
+    assert shlex.split(command) == ["dlexp", "resume", str(folder)]
+
+
+def test_a_busy_cpu_gets_a_note_naming_trainer_threads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train(compose_cfg(tmp_path, *TINY, "trainer.progress=plain"), run_dir=run_dir)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the CPU is busy (load 64.0" in out and "trainer.threads=1" in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -187,12 +188,25 @@ def check_schedule_length(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> N
         )
 
 
-def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
-    """The checkpoint to continue from; a clear message when there is nothing to do."""
+def check_resumable(run_dir: Path, cfg: Mapping[str, Any], name: str = "last") -> Path:
+    """The checkpoint to continue from; a clear message when there is nothing to do, or when
+    it is damaged (with the run's other checkpoints to resume from instead)."""
     folder = RunFolder(run_dir)
-    ckpt = folder.checkpoint("last")
+    ckpt = folder.checkpoint(name)
+    others = [n for n in folder.checkpoint_names() if n != name]
+    offer = (
+        "; resume from another: "
+        + ", ".join(f"dlexp resume {shlex.quote(str(run_dir))} ckpt={n}" for n in others)
+        if others
+        else ""
+    )
     if not ckpt.is_file():
-        raise DlexpError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt yet")
+        if name == "last":
+            raise DlexpError(f"nothing to resume in {run_dir}: it has no checkpoints/last.pt yet")
+        raise DlexpError(f"{run_dir} has no checkpoints/{name}.pt{offer}")
+    damage = folder.damaged(name)
+    if damage:
+        raise DlexpError(f"{ckpt} is damaged ({damage}){offer or ': it is the only checkpoint'}")
     summary = folder.read_summary()
     if summary:
         done = summary.get("epochs_completed", 0)
@@ -203,9 +217,10 @@ def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
                 f"more than {done} to train it longer"
             )
         if summary.get("status") == "done" and (done >= epochs or summary.get("stopped_early")):
-            longer = f"dlexp resume {run_dir} trainer.epochs={epochs + 10}"
+            quoted = shlex.quote(str(run_dir))
+            longer = f"dlexp resume {quoted} trainer.epochs={epochs + 10}"
             if cfg["scheduler"]["name"] in FIXED_LENGTH_SCHEDULES:  # see check_schedule_length
-                longer = f"dlexp rerun {run_dir} trainer.epochs={epochs + 10} (a new run)"
+                longer = f"dlexp rerun {quoted} trainer.epochs={epochs + 10} (a new run)"
             raise DlexpError(
                 f"{run_dir} already finished ({done} of {epochs} epochs). To train longer: {longer}"
             )
@@ -213,10 +228,15 @@ def check_resumable(run_dir: Path, cfg: Mapping[str, Any]) -> Path:
 
 
 def resume(argv: list[str]) -> float:
-    """dlexp resume <run folder | latest> [safe key=value ...] [--force] [--trust]"""
+    """dlexp resume <run folder | latest> [ckpt=last|best|epoch_NNNN] [safe key=value ...]
+    [--force] [--trust]"""
     args, flags = split_flags(argv, ("--force", "--trust"))
     if not args:
         raise DlexpError("usage: dlexp resume <run folder | latest> [key=value ...] [--force]")
+    name = "last"
+    for item in [a for a in args[1:] if a.startswith("ckpt=")]:
+        name = item.partition("=")[2].removesuffix(".pt")
+        args.remove(item)
     run_dir = find_run(args[0])
     check_unlocked(run_dir)  # at once, not after torch has loaded: the runner locks it too
     saved, choices = load_run_config(run_dir)
@@ -232,9 +252,9 @@ def resume(argv: list[str]) -> float:
         raise DlexpError(
             f"optim cannot change on resume under scheduler={sched['name']} (with warm-up or "
             "a schedule the rates come from the scheduler's saved state); start a new run: "
-            f"dlexp rerun {run_dir} {' '.join(args[1:])}"
+            f"dlexp rerun {shlex.join([str(run_dir), *args[1:]])}"
         )
-    ckpt = check_resumable(run_dir, cfg)
+    ckpt = check_resumable(run_dir, cfg, name)
     log_to_file(run_dir)
     return train(cfg, run_dir, choices, resume=ckpt)
 

@@ -58,6 +58,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     import zipfile
 
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip archive's start, without its end
+                raise DlexpError(
+                    f"{path} is damaged: a zip archive cut short (a write that did not finish, "
+                    "or a copy that stopped); use another checkpoint of the run"
+                )
         raise DlexpError(
             f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive); give the "
             "checkpoints/best.pt or last.pt of a dlexp run"

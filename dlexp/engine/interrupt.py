@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -64,7 +65,7 @@ class StopRequest:
         """The error that ends a run stopped on request, after last.pt has been saved."""
         return Interrupted(
             f"{self.requested or 'stop requested'}: stopped at step {step} (epoch {epoch + 1}) "
-            f"and saved checkpoints/last.pt. Resume with: dlexp resume {run_dir}",
+            f"and saved checkpoints/last.pt. Resume with: dlexp resume {shlex.quote(str(run_dir))}",
             self.exit_code,
         )
 

@@ -161,10 +161,19 @@ class Runner:
         self.reporter.info(f"{head}\n{task.describe(resumed)}")
         trainer = self.cfg["trainer"]
         cores = os.cpu_count() or 1
-        if self.device.type == "cpu" and (trainer["threads"] or 0) > cores:
+        if self.device.type != "cpu":
+            return
+        if (trainer["threads"] or 0) > cores:
             self.reporter.info(
                 f"note: trainer.threads={trainer['threads']} is more than this machine's "
                 f"{cores} cores, which is slower than trainer.threads={cores}"
+            )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if not trainer["threads"] and load > cores:
+            # torch's threads wait on each other when other work holds the cores
+            self.reporter.info(
+                f"note: the CPU is busy (load {load:.1f} on {cores} cores); while other work "
+                "runs, trainer.threads=1 can train several times faster"
             )
 
     # -- the epochs --------------------------------------------------------------------------

@@ -150,6 +150,27 @@ class RunFolder:
     def figure(self, filename: str) -> Path:
         return self.figures / filename
 
+    def checkpoint_names(self) -> list[str]:
+        """The run's checkpoints by name: last, best, then epoch_NNNN newest first."""
+        names = [p.stem for p in self.checkpoints.glob("*.pt")] if self.checkpoints.is_dir() else []
+        order = {"last": 0, "best": 1}
+        return sorted(names, key=lambda n: (order.get(n, 2), [-ord(c) for c in n]))
+
+    def damaged(self, name: str) -> str | None:
+        """Why checkpoint `name` cannot be read back (truncated, corrupt), or None. Reads the
+        whole file and checks every member's CRC; torch-free."""
+        import zipfile
+
+        path = self.checkpoint(name)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except zipfile.BadZipFile as exc:
+            return f"{exc}; a write was cut short, or the file was changed since"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return f"{bad} fails its checksum" if bad else None
+
     def holds_run(self) -> bool:
         """Whether a run has started here (a summary or a checkpoint exists)."""
         return self.summary_path.is_file() or self.checkpoint("last").is_file()
