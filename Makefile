@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench
+.PHONY: run test lint format install clean bench gpu-prepare gpu-dry-run
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,14 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/parity.py
 
+# The wheels a lent GPU machine lacks, into .whl/ (carried by the device call; see README, Speed).
+gpu-prepare:
+	PYTHON=$(PYTHON) bash benchmarks/gpu_prepare.sh
+
+# benchmarks/gpu.sh end to end on the CPU, in an environment holding only what the GPU machine's
+# image holds (.venv-gpu/, built once: a few minutes), with the wheels installed as it installs them.
+gpu-dry-run:
+	PYTHON=$(PYTHON) bash benchmarks/gpu_dry_run.sh
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-gpu .whl build dist *.egg-info .pytest_cache .ruff_cache

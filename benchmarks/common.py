@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -11,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# DLEXP_BENCH_RESULTS: another folder for the JSON files (gpu.sh keeps each run's apart)
+RESULTS = Path(os.environ.get("DLEXP_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -85,12 +87,12 @@ def median(values: Sequence[float]) -> float:
 def report(
     name: str, columns: Sequence[str], rows: list[dict[str, Any]], extra: dict | None = None
 ):
-    """Print `rows` as a table and write benchmarks/results/<name>.json."""
+    """Print `rows` as a table and write <name>.json into RESULTS."""
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
         print("  ".join(_fmt(row.get(c)).ljust(widths[c]) for c in columns))
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine(), "rows": rows, **(extra or {})}
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -10,6 +10,7 @@ work: the loop's own cost) and `defaults` (what `dlexp` does out of the box, e.g
 for conv nets on CPU).
 
     python benchmarks/parity.py [--epochs 3] [--batch-sizes 64 512] [--device cpu]
+        [--overrides data.val_fraction=0.9]   (both rows and the reference: e.g. less data)
 """
 
 from __future__ import annotations
@@ -85,14 +86,22 @@ def _sync(device) -> None:
 
 
 def measure(
-    bs: int, device_name: str, epochs: int, tmp: Path, extra: tuple = (), model: str = "lenet"
+    bs: int,
+    device_name: str,
+    epochs: int,
+    tmp: Path,
+    extra: tuple = (),
+    model: str = "lenet",
+    common: tuple = (),
 ) -> list[dict]:
     import copy
 
     import torch
 
-    same = make_run(device_name, bs, False, tmp / "same", (f"model={model}",))
-    default = make_run(device_name, bs, "auto", tmp / "default", (f"model={model}", *extra))
+    same = make_run(device_name, bs, False, tmp / "same", (f"model={model}", *common))
+    default = make_run(
+        device_name, bs, "auto", tmp / "default", (f"model={model}", *common, *extra)
+    )
     device = same.device
     loader = same.task.data.train
     ref_model = copy.deepcopy(same.task.model)  # the very same network, trained by hand
@@ -147,13 +156,27 @@ def main() -> None:
         default=[],
         help="overrides for the `defaults` row, e.g. trainer.precision=bf16",
     )
+    parser.add_argument(
+        "--overrides",
+        nargs="*",
+        default=[],
+        help="overrides for both rows, e.g. data.val_fraction=0.9 (a tenth of the data)",
+    )
     args = parser.parse_args()
 
     rows = []
     for model in args.models:
         for bs in args.batch_sizes:
             with tempfile.TemporaryDirectory() as tmp:
-                rows += measure(bs, args.device, args.epochs, Path(tmp), tuple(args.extra), model)
+                rows += measure(
+                    bs,
+                    args.device,
+                    args.epochs,
+                    Path(tmp),
+                    tuple(args.extra),
+                    model,
+                    tuple(args.overrides),
+                )
     columns = [
         "model",
         "batch",
@@ -165,7 +188,8 @@ def main() -> None:
     ]
     tags = [m for m in args.models if m != "lenet"] + [e.split("=")[-1] for e in args.extra]
     name = "_".join(["parity", *tags])
-    report(name, columns, rows, {"device": args.device, "epochs": args.epochs, "extra": args.extra})
+    settings = {"device": args.device, "epochs": args.epochs, "extra": args.extra}
+    report(name, columns, rows, settings | {"overrides": args.overrides})
 
 
 if __name__ == "__main__":

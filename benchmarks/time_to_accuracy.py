@@ -5,6 +5,7 @@ whose val/acc reaches the target, read from the run's own metrics.jsonl. Where a
 MNIST files, `--data mnist` runs the same measurement on the full data set.
 
     python benchmarks/time_to_accuracy.py [--device cuda] [--target 0.97] [--data mnist_sample]
+        [--overrides data.val_fraction=0.9 ...]   (passed on to each run)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--data", default="mnist_sample")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--overrides", nargs="*", default=[], help="more dlexp overrides")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -36,7 +38,7 @@ def main() -> None:
             cmd = [
                 sys.executable, "-m", "dlexp", f"data={args.data}", f"trainer.device={args.device}",
                 f"trainer.epochs={args.epochs}", f"trainer.precision={precision}",
-                "trainer.progress=plain", "trainer.test_after_fit=false",
+                "trainer.progress=plain", "trainer.test_after_fit=false", *args.overrides,
             ]  # fmt: skip
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
             run = Path((Path(tmp) / "latest").read_text().strip())
@@ -55,7 +57,7 @@ def main() -> None:
                 }
             )
     columns = ["data", "precision", "target", "epoch reached", "seconds", "best val/acc"]
-    report("time_to_accuracy", columns, rows, {"device": args.device})
+    report("time_to_accuracy", columns, rows, {"device": args.device, "overrides": args.overrides})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def test_parity_drives_a_classification_epoch(tmp_path):
     parity = importlib.import_module("parity")
     run = parity.make_run("cpu", 512, False, tmp_path / "run")
     assert parity.dlexp_epoch(run) > 0
-    assert run.state.step == len(run.data.train) == 8  # 3,600 training digits / 512
+    assert run.state.step == len(run.task.data.train) == 8  # 3,600 training digits / 512
     steps = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "step"]
     assert steps and steps[-1]["step"] == 8
     run.logger.close()
@@ -42,5 +42,5 @@ def test_parity_gan_drives_a_gan_epoch(tmp_path):
     parity_gan = importlib.import_module("parity_gan")
     run = parity_gan.make_run("gan", 256, tmp_path / "run")
     assert parity_gan.dlexp_epoch(run) > 0
-    assert run.state.step == len(run.loader) > 0 and run.state.g_steps == run.state.step
+    assert run.state.step == len(run.task.loader) > 0 and run.state.g_steps == run.state.step
     run.logger.close()
