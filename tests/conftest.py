@@ -45,6 +45,43 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def call_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`dlexp ARGS` run in this process, in tmp_path, with the environment `run_cli` gives a
+    subprocess: for commands that end before training, where starting an interpreter (and
+    importing torch again) adds seconds and nothing else. An uncaught exception fails the test
+    with its traceback, as it would reach a user."""
+    import contextlib
+    import io
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dlexp.cli import main as cli
+    from dlexp.config import paths
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    code: int = 0
+    try:
+        os.environ.clear()
+        os.environ.update(cli_env(tmp_path, COLUMNS="400", **env))
+        sys.argv = ["dlexp", *args]
+        os.chdir(tmp_path)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        GlobalHydra.instance().clear()
+        paths._remove_unused_claims()  # what the process would do at exit
+        paths._claimed.clear()
+    return subprocess.CompletedProcess(["dlexp", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(
     tmp_path: Path, *args: str, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess[str]:

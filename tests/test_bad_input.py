@@ -7,15 +7,14 @@ outputs and data under tmp_path. Errors the preflight catches must write nothing
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dlexp.config.paths import CONFIG_DIR
+from tests.conftest import call_cli
 
 
 def options(group: str) -> list[str]:
@@ -23,21 +22,8 @@ def options(group: str) -> list[str]:
 
 
 def run_dlexp(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "OC_CAUSE")}
-    env.update(
-        DLEXP_OUTPUT_ROOT=str(tmp_path / "outputs"),
-        DLEXP_DATA_DIR=str(tmp_path / "data"),
-        COLUMNS="400",  # rich must not wrap a long path or key across lines
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "dlexp", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    """The CLI, in this process: every command here ends before training starts."""
+    return call_cli(tmp_path, *args)
 
 
 def one_line(text: str) -> str:
