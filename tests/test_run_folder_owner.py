@@ -176,6 +176,9 @@ def test_an_older_config_gets_todays_defaults_with_a_note_and_resumes(copy_of, c
         del cfg["trainer"]["keep_last"]
 
     _rewrite_config(copy_of, older)
+    summary = json.loads((copy_of / "summary.json").read_text())
+    summary["choices"] = {"model": "lenet", "optim": "adam", "data": "mnist_sample"}  # as Hydra's
+    (copy_of / "summary.json").write_text(json.dumps(summary))
     resume([str(copy_of), "trainer.epochs=2"])
     err = " ".join(capsys.readouterr().err.split())
     assert "was written by an older dlexp" in err

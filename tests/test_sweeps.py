@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import call_cli, cli_env, run_cli
 from tests.tbread import hparams_sessions
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def manifest(sweep: Path) -> dict:
 
 
 def test_a_2x2_sweep_writes_manifest_table_and_hparams(tmp_path):
-    proc = run_cli(tmp_path, "-m", *TINY, "optim=sgd,adam", "optim.lr=0.001,0.01")
+    proc = call_cli(tmp_path, "-m", *TINY, "optim=sgd,adam", "optim.lr=0.001,0.01")
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = only_sweep(tmp_path)
     jobs = manifest(sweep)
@@ -58,7 +58,7 @@ def test_a_2x2_sweep_writes_manifest_table_and_hparams(tmp_path):
 
 def test_a_failing_job_leaves_the_others_and_fail_fast_stops(tmp_path):
     # lr=1e9 passes every check and fails only once training runs: the loss is not finite
-    proc = run_cli(tmp_path, "-m", *TINY, "optim.lr=0.01,1e9,0.001")
+    proc = call_cli(tmp_path, "-m", *TINY, "optim.lr=0.01,1e9,0.001")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     jobs = manifest(only_sweep(tmp_path))
@@ -68,7 +68,7 @@ def test_a_failing_job_leaves_the_others_and_fail_fast_stops(tmp_path):
 
     fast = tmp_path / "fast"
     fast.mkdir()
-    proc = run_cli(fast, "-m", *TINY, "fail_fast=true", "optim.lr=0.01,1e9,0.001")
+    proc = call_cli(fast, "-m", *TINY, "fail_fast=true", "optim.lr=0.01,1e9,0.001")
     assert proc.returncode != 0
     jobs = manifest(only_sweep(fast))
     assert sorted(jobs) == ["0", "1"] and jobs["1"]["status"] == "failed", "job 2 never ran"
@@ -80,7 +80,7 @@ def test_a_config_that_sets_the_sweep_folder_leaves_no_other_folder(tmp_path):
     own = tmp_path / "my_configs" / "experiment"
     own.mkdir(parents=True)
     (own / "mine.yaml").write_text("# @package _global_\nhydra:\n  sweep:\n    dir: mine\n")
-    proc = run_cli(
+    proc = call_cli(
         tmp_path, "-m", "--config-dir", "my_configs", "experiment=mine", *TINY, "optim=sgd,adam"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -93,7 +93,7 @@ def test_a_config_that_sets_the_sweep_folder_leaves_no_other_folder(tmp_path):
     job0 = Path(jobs["0"]["run_dir"])
     metrics = (job0 / "metrics.jsonl").read_text()
     (Path(jobs["1"]["run_dir"]) / "summary.json").unlink()  # as a killed job leaves it
-    again = run_cli(
+    again = call_cli(
         tmp_path, "-m", "--config-dir", "my_configs", "experiment=mine", *TINY, "optim=sgd,adam"
     )
     assert again.returncode == 1 and "already holds a run. Pass resume=auto" in again.stderr
@@ -137,7 +137,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
     assert jobs["0"]["status"] == "done" and jobs["1"]["status"] == "interrupted"
     first_metrics = Path(jobs["0"]["run_dir"], "metrics.jsonl").read_text()
 
-    proc = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}", "resume=auto")
+    proc = call_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}", "resume=auto")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = manifest(sweep)
     assert [jobs[n]["status"] for n in ("0", "1")] == ["done", "done"]
@@ -147,7 +147,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_jobs(tmp_path):
 
     # without resume=auto: refused before Hydra rewrites the sweep's files
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
-    again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}")
+    again = call_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}")
     assert again.returncode == 2 and "already holds a sweep. Pass resume=auto" in again.stderr
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
@@ -156,7 +156,7 @@ def test_a_failed_job_runs_again_with_its_old_files_set_aside(tmp_path):
     from tests.fakedata import write_mnist_idx
 
     args = ("-m", *TINY, "data=mnist_sample,mnist")
-    first = run_cli(tmp_path, *args)  # job 1: the MNIST files are not there
+    first = call_cli(tmp_path, *args)  # job 1: the MNIST files are not there
     assert first.returncode == 1
     sweep = only_sweep(tmp_path)
     assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["done", "failed"]
@@ -164,7 +164,7 @@ def test_a_failed_job_runs_again_with_its_old_files_set_aside(tmp_path):
     first_log = (failed_job / "train.log").read_text()
 
     write_mnist_idx(tmp_path / "data", n_train=200, n_test=50)  # the user fixes the cause
-    again = run_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}", "resume=auto")
+    again = call_cli(tmp_path, *args, f"hydra.sweep.dir={sweep}", "resume=auto")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "finished already: skipped" in again.stdout
     assert [manifest(sweep)[n]["status"] for n in ("0", "1")] == ["done", "done"]

@@ -11,7 +11,7 @@ from dlexp.cli.evaluate import evaluate_run
 from dlexp.cli.train import train
 from dlexp.cli.verbs import rerun, resume
 from dlexp.errors import DlexpError
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import call_cli, read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -88,13 +88,13 @@ def test_provenance_files_are_in_the_run_folder(finished_run):
 
 
 def test_verbs_through_the_cli(finished_run, tmp_path):
-    proc = run_cli(tmp_path, "eval", "nowhere")
+    proc = call_cli(tmp_path, "eval", "nowhere")
     assert proc.returncode == 2 and "not a dlexp run folder" in proc.stderr
     before = sorted((tmp_path / "outputs" / "runs").iterdir())
-    proc = run_cli(tmp_path, "validate", "model=mlp", "optim=sgd")
+    proc = call_cli(tmp_path, "validate", "model=mlp", "optim=sgd")
     assert proc.returncode == 0 and "MLP" in proc.stdout and "valid" in proc.stdout
     assert sorted((tmp_path / "outputs" / "runs").iterdir()) == before, "validate trains nothing"
-    proc = run_cli(tmp_path, "validate", "optim.lr=-1")
+    proc = call_cli(tmp_path, "validate", "optim.lr=-1")
     assert proc.returncode == 2 and "optim.lr" in proc.stderr
-    proc = run_cli(tmp_path, "resume", str(finished_run), "--frobnicate")
+    proc = call_cli(tmp_path, "resume", str(finished_run), "--frobnicate")
     assert proc.returncode == 2 and "--force" in proc.stderr

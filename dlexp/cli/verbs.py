@@ -23,7 +23,7 @@ from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError, FolderOccupied, format_problems
 from dlexp.sweeps.manifest import finished_objective
 from dlexp.tasks.registry import train, validate
-from dlexp.tracking.console import print_notice
+from dlexp.tracking.console import print_note
 from dlexp.tracking.runfolder import (
     SCHEMA_KEY,
     SCHEMA_VERSION,
@@ -62,10 +62,10 @@ def load_run_config(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     cfg = folder.read_config()
     version = cfg.pop(SCHEMA_KEY, 0)
     choices = dict(folder.read_summary().get("choices") or {})
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION and choices:  # the defaults of the options the run chose
         added = fill_defaults(cfg, shipped_defaults(choices))
         if added:
-            print_notice(
+            print_note(
                 f"{folder.config_path} was written by an older dlexp and lacks "
                 f"{', '.join(added)}: using today's defaults for them"
             )
@@ -86,7 +86,12 @@ def shipped_defaults(choices: Mapping[str, str]) -> dict[str, Any]:
 
 
 def fill_defaults(cfg: dict[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Add the keys of `defaults` that `cfg` lacks (in place); returns their dotted names."""
+    """Add the keys of `defaults` that `cfg` lacks (in place); returns their dotted names.
+    A group that builds another `_target_` (or names another data set or schedule) than the
+    default's is another option, not an older version of it: skipped."""
+    for identity in ("_target_", "name", "task"):
+        if cfg.get(identity, defaults.get(identity)) != defaults.get(identity):
+            return []
     added = []
     for key, value in defaults.items():
         if key not in cfg:

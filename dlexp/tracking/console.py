@@ -45,6 +45,12 @@ def print_notice(message: str) -> None:
     _to_log_files(logging.WARNING, message)
 
 
+def print_note(message: str) -> None:
+    """Something worth knowing that changes nothing the user asked for."""
+    error_console().print(f"[bold]note:[/] {escape(message)}", markup=True, highlight=False)
+    _to_log_files(logging.INFO, message)
+
+
 def _to_log_files(level: int, message: str) -> None:
     """Into train.log, where there is one; the terminal has the message already (a console
     handler, such as Hydra's own, would print it twice)."""
