@@ -23,12 +23,12 @@ import torchvision
 from torch import nn
 
 from dlexp.cli.train import train
-from dlexp.config.schema import validate
 from dlexp.engine.builders import build_model
 from dlexp.errors import DlexpError
 from dlexp.models import hub
 from dlexp.models.adapt import adapt_input_conv
 from dlexp.models.hub import timm_classifier, torchvision_classifier
+from dlexp.tasks.registry import validate
 from tests.conftest import REPO, cli_env, latest_run, read_jsonl
 from tests.fakedata import write_cifar10
 from tests.test_configs import compose_plain
