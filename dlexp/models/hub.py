@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision import models
 
 from dlexp.errors import DlexpError
 from dlexp.models.adapt import (
@@ -50,8 +51,6 @@ def torchvision_classifier(
     `weights`: null (random), DEFAULT, or a name of the architecture's weights enum
     (IMAGENET1K_V1, ...). `kwargs` go to torchvision's builder as they are.
     """
-    from torchvision import models
-
     builder = models.get_model_builder(_torchvision_name(arch))
     options = dict(kwargs or {})
     if dropout is not None:
@@ -143,8 +142,6 @@ def _fit(
 
 
 def _torchvision_name(arch: str) -> str:
-    from torchvision import models
-
     classifiers = models.list_models(module=models)
     if arch in classifiers:
         return arch
@@ -160,8 +157,6 @@ def _torchvision_name(arch: str) -> str:
 
 def _torchvision_weights(arch: str, weights: str) -> Any:
     """'DEFAULT', 'IMAGENET1K_V1' or 'ResNet18_Weights.IMAGENET1K_V1' → the weights enum."""
-    from torchvision import models
-
     enum = models.get_model_weights(arch)
     name = weights.rsplit(".", 1)[-1]
     if name not in enum.__members__:
@@ -246,13 +241,13 @@ def _hf_remedy(arch: str) -> str:
 
 
 def _timm_hub_url() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # comes with timm, the optional extra
 
     return str(constants.ENDPOINT)
 
 
 def _hf_cache() -> Path:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # comes with timm, the optional extra
 
     return Path(constants.HF_HUB_CACHE)
 
@@ -267,7 +262,7 @@ def _timm_weights_source(timm: Any, arch: str) -> dict[str, Any]:
             "lists the models that have"
         )
     if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # comes with timm
 
         repo = cfg.hf_hub_id.split("@")[0]
         for name in [cfg.hf_hub_filename] if cfg.hf_hub_filename else _HF_WEIGHT_FILES:
