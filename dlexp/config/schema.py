@@ -30,7 +30,7 @@ from dlexp.config.spec import (
 # what other modules take from here (unknown_key is re-exported for verbs and the preflight)
 __all__ = [
     "ACTIVATIONS", "INITS", "MODELS", "OPTIMIZERS", "POOLINGS", "VISION_DATASETS",
-    "check_switches", "unknown_key", "validate_common",
+    "check_switches", "check_timm_installed", "unknown_key", "validate_common",
 ]  # fmt: skip
 
 
@@ -95,6 +95,31 @@ MODELS: dict[str, dict[str, Any]] = {
     },
     "dlexp.models.cnn.MLP": {**_COMMON_MODEL, "hidden_sizes": Spec("ints", lo=1)},
 }
+# torchvision and timm classifiers by name (dlexp.models.hub): model=torchvision / model=timm
+_HUB_MODEL = {
+    **{k: _COMMON_MODEL[k] for k in ("_target_", "task", "in_channels", "num_classes")},
+    "image_size": Int(1, nullable=True),
+    "arch": Spec("str"),
+    "small_input": BOOL,
+    "dropout": Float(0.0, 1.0, hi_open=True, nullable=True),  # null: the library's default
+    "kwargs": Spec("dict"),
+}
+TIMM = "dlexp.models.hub.timm_classifier"
+MODELS["dlexp.models.hub.torchvision_classifier"] = {
+    **_HUB_MODEL,
+    "weights": Spec("str", nullable=True),
+}
+MODELS[TIMM] = {**_HUB_MODEL, "pretrained": BOOL}
+
+
+def check_timm_installed(model: Mapping[str, Any]) -> list[str]:
+    """model=timm without timm: said before a run folder exists (find_spec imports nothing)."""
+    from importlib.util import find_spec
+
+    if model.get("_target_") != TIMM or find_spec("timm") is not None:
+        return []
+    return ["model=timm needs the timm package: pip install 'dlexp[timm]' (or pip install timm)"]
+
 
 _OPT = {"_target_": Spec("str"), "lr": POSITIVE, "weight_decay": NONNEG}
 OPTIMIZERS: dict[str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Spec:
-    """One key's type and range. `kind`: int, float, bool, str, choice, ints, floats, any."""
+    """One key's type and range. `kind`: int, float, bool, str, choice, ints, floats, dict, any."""
 
     kind: str
     lo: float | None = None
@@ -50,6 +50,8 @@ class Spec:
             return f"expected true or false, {given}"
         if self.kind == "str" and not isinstance(value, str):
             return f"expected a string, {given}"
+        if self.kind == "dict" and not isinstance(value, Mapping):
+            return f"expected a group of keys like {{a: 1}}, {given}"
         # compare types too: 1 == True in Python, but `channels_last=1` is not `true`
         if self.kind == "choice" and not any(
             type(value) is type(c) and value == c for c in self.choices

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
-from hydra.utils import get_class
+from hydra.utils import get_class, get_method
 from torch import nn
 
 from dlexp.errors import DlexpError
@@ -20,20 +21,28 @@ from dlexp.errors import DlexpError
 _BUILDER_KEYS = {"_target_", "task"}
 
 
-def _import_target(group: str, target: str) -> type:
+def _import_target(group: str, target: str, functions: bool = False) -> Any:
+    """The class `target` names; with `functions`, also a function (a model builder such as
+    torchvision.models.resnet18)."""
     try:
-        return get_class(target)
+        return get_method(target) if functions else get_class(target)
     except Exception as exc:  # ImportError, AttributeError, ValueError from Hydra
-        example = "torch.optim.AdamW" if "optim" in group else "dlexp.models.cnn.LeNet5"
+        if functions:
+            what, example = "a class or a function", "dlexp.models.cnn.LeNet5"
+        else:
+            what, example = "a class", "torch.optim.AdamW"
         raise DlexpError(
             f"{group}._target_: cannot import '{target}' ({exc.__class__.__name__}: {exc}). "
-            f"Give the full import path of a class, e.g. {example}, "
+            f"Give the full import path of {what}, e.g. {example}, "
             "and make sure its module is importable (installed or on PYTHONPATH)."
         ) from None
 
 
-def _call_with_known_kwargs(group: str, cls: type, kwargs: dict[str, Any], injected: set[str]):
-    """Call `cls(**kwargs)`; keys the builder injected are dropped if `cls` does not take them."""
+def _call_with_known_kwargs(group: str, cls: Any, kwargs: dict[str, Any], injected: set[str]):
+    """Call `cls(**kwargs)`; keys the builder injected are dropped if `cls` does not take them.
+
+    A callable with **kwargs (torchvision.models.resnet18) passes them on to a class that may
+    not take them all: its TypeError names an injected key, which is then left out."""
     params = inspect.signature(cls).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params and not takes_any and k not in injected]
@@ -43,10 +52,15 @@ def _call_with_known_kwargs(group: str, cls: type, kwargs: dict[str, Any], injec
             f"{group}: {cls.__name__} does not take {', '.join(unknown)}. Valid keys: {valid}"
         )
     kwargs = {k: v for k, v in kwargs.items() if k in params or takes_any}
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise DlexpError(f"{group}: {cls.__name__} rejected its settings: {exc}") from None
+    while True:
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError) as exc:
+            passed_on = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if takes_any and passed_on and passed_on[1] in injected and passed_on[1] in kwargs:
+                kwargs.pop(passed_on[1])
+                continue
+            raise DlexpError(f"{group}: {cls.__name__} rejected its settings: {exc}") from None
 
 
 def build_model(
@@ -56,13 +70,14 @@ def build_model(
     example: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     group: str = "model",
 ) -> nn.Module:
-    """Instantiate `model._target_` with what the data decides and the regularization switches.
+    """Call `model._target_` (a class, or a function that returns an `nn.Module`) with what the
+    data decides and the regularization switches.
 
     `inputs` are keyword arguments the data set determines (in_channels, image_size,
-    num_classes, vocab_size, ...); a class gets those its signature takes. `example` is one
+    num_classes, vocab_size, ...); the target gets those its signature takes. `example` is one
     small input batch, used to give lazy layers their shapes.
     """
-    cls = _import_target(group, model_cfg["_target_"])
+    cls = _import_target(group, model_cfg["_target_"], functions=True)
     kwargs = {k: v for k, v in model_cfg.items() if k not in _BUILDER_KEYS}
     injected = set(inputs)
     for key, value in inputs.items():

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlexp.config import schema_text
-from dlexp.config.schema import MODELS, OPTIMIZERS, check_monitor, check_switches
+from dlexp.config.schema import (
+    MODELS,
+    OPTIMIZERS,
+    check_monitor,
+    check_switches,
+    check_timm_installed,
+)
 from dlexp.config.spec import _check_target_group
 
 TEXT_MODELS = "model=lstm_sentiment, model=lstm, model=gru or model=rnn"
@@ -18,6 +24,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     tables = {**MODELS, **schema_text.MODELS}
     problems = _check_target_group("model", model, tables)
     problems += check_switches(cfg.get("regularization") or {}, model, tables)
+    problems += check_timm_installed(model)
     problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
     problems += check_combination(cfg)
     problems += check_monitor(cfg)
