@@ -100,9 +100,10 @@ def require(cfg: Mapping[str, Any], verb: str, run_dir: Path | str) -> None:
     others = [f"dlexp {v}" for v in family.verbs if v != "validate"]
     hint = f"; for a {family.noun} use {' or '.join(others)}" if others else ""
     able = [f.noun for f in FAMILIES.values() if verb in f.verbs]
-    model = (cfg.get("model") or {}).get("_target_", "unknown model")
+    model = cfg.get("model") or {}
+    target = model.get("_target_") or (model.get("generator") or {}).get("_target_", "?")
     raise DlexpError(
-        f"{run_dir} is a {family.noun} ({model}), not a {' or '.join(able) or 'run it works on'}: "
+        f"{run_dir} is a {family.noun} ({target}), not a {' or '.join(able) or 'run it works on'}: "
         f"dlexp {verb} works on {' and '.join(f'{n}s' for n in able) or 'no runs'}{hint}"
     )
 
