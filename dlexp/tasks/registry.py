@@ -1,8 +1,8 @@
 """The one place that knows the families: `model.task` in a config → its task and its checks.
 
 A new family is a package under `tasks/` (its schema, loop and task), its models and configs,
-and one line in `FAMILIES`. Everything else — `validate`, `eval`, `sample`, HParams, compare —
-asks this module. Importing it is torch-free: the task classes load when a run starts.
+and one line in `FAMILIES`. Everything else — `validate`, `eval`, `sample`, `predict`, HParams,
+compare — asks this module. Importing it is torch-free: the task classes load when a run starts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(
             "classify", "dlexp.tasks.classify.task:ClassifyTask", classify_schema.validate,
-            "classification run", verbs=("eval", "validate"),
+            "classification run", verbs=("eval", "validate", "predict"),
         ),
         Family(
             "gan", "dlexp.tasks.gan.task:GanTask", gan_schema.validate, "GAN run",
