@@ -96,6 +96,13 @@ PATHS = {
     "sample: the checkpoint's config": Route(lambda f: verb("sample", f.gan_run(False))),
     "predict": Route(predict(foreign_config=True)),
     "predict: the checkpoint's config": Route(predict(foreign_config=False)),
+    "export": Route(lambda f: with_args("export", classifier_run(f, True), "format=torchscript")),
+    "export: the checkpoint's config": Route(
+        lambda f: with_args("export", classifier_run(f, False), "format=torchscript")
+    ),
+    "export: a GAN's generator": Route(
+        lambda f: with_args("export", f.gan_run(False), "format=torchscript")
+    ),
     "training: feature_checkpoint": Route(train_judged, flag=TRUST_OPTION, trains=True),
     "resume: the switch in config.yaml": Route(lambda f: verb("resume", f.judged_gan_run), SWITCH),
     "rerun: the switch in config.yaml": Route(lambda f: verb("rerun", f.judged_gan_run), SWITCH),
