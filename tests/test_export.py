@@ -22,7 +22,10 @@ from tests.trained import compose_cfg, lenet_run, text_run
 
 ort = pytest.importorskip("onnxruntime")
 # the tests load TorchScript files themselves, which PyTorch has deprecated
-pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.load.*:FutureWarning")
+pytestmark = [
+    pytest.mark.slow,  # a LeNet and a text run are trained, ONNX export takes seconds
+    pytest.mark.filterwarnings("ignore:.*torch.jit.load.*:FutureWarning"),
+]
 CPU = torch.device("cpu")
 
 

@@ -21,6 +21,7 @@ from tests.textdata import write_table
 from tests.trained import compose_cfg, eval_predictions, lenet_run, text_run
 
 N_IMAGES = 60
+pytestmark = pytest.mark.slow  # each module trains a LeNet and a text run (about 30 s)
 
 
 @pytest.fixture(scope="module")
