@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
 from dlexp.cli.main import run_verb
 from dlexp.cli.train import train
@@ -35,6 +36,31 @@ def files(tmp_path, monkeypatch):
 
 def verb(name: str, run: Path) -> Call:
     return lambda trusted: run_verb(name, [str(run), *(["--trust"] if trusted else [])])
+
+
+def with_args(name: str, run: Path, *args: str) -> Call:
+    return lambda trusted: run_verb(name, [str(run), *args, *(["--trust"] if trusted else [])])
+
+
+def classifier_run(files: Files, foreign_config: bool) -> Path:
+    """A classification run whose checkpoint's own config names a foreign model, and its
+    config.yaml too when `foreign_config`: what predict and export build from."""
+    cfg = files.cfg()
+    foreign = {**cfg, "model": {**cfg["model"], "_target_": "foreign_code.Net"}}
+    data = {"mean": [0.5], "std": [0.5], "image_size": 32, "input_size": 28}
+    payload = {"config": foreign, "model": {}, "classes": list("0123456789"), "data": data}
+    payload["train_state"] = {"epoch": 1}
+    return files.run_folder("classifier", foreign if foreign_config else cfg, payload)
+
+
+def predict(foreign_config: bool) -> Callable[[Files], Call]:
+    def make(files: Files) -> Call:
+        digit = files.tmp / "digit.png"
+        Image.new("L", (28, 28)).save(digit)
+        out = f"out={files.tmp / 'predictions.csv'}"
+        return with_args("predict", classifier_run(files, foreign_config), str(digit), out)
+
+    return make
 
 
 def train_judged(files: Files) -> Call:
@@ -68,6 +94,15 @@ PATHS = {
     "eval": Route(lambda f: verb("eval", f.classify_run)),
     "sample": Route(lambda f: verb("sample", f.gan_run(foreign_config=True))),
     "sample: the checkpoint's config": Route(lambda f: verb("sample", f.gan_run(False))),
+    "predict": Route(predict(foreign_config=True)),
+    "predict: the checkpoint's config": Route(predict(foreign_config=False)),
+    "export": Route(lambda f: with_args("export", classifier_run(f, True), "format=torchscript")),
+    "export: the checkpoint's config": Route(
+        lambda f: with_args("export", classifier_run(f, False), "format=torchscript")
+    ),
+    "export: a GAN's generator": Route(
+        lambda f: with_args("export", f.gan_run(False), "format=torchscript")
+    ),
     "training: feature_checkpoint": Route(train_judged, flag=TRUST_OPTION, trains=True),
     "resume: the switch in config.yaml": Route(lambda f: verb("resume", f.judged_gan_run), SWITCH),
     "rerun: the switch in config.yaml": Route(lambda f: verb("rerun", f.judged_gan_run), SWITCH),

@@ -6,6 +6,8 @@ dlexp rerun <run | latest> [...]      a new run with a finished run's exact conf
 dlexp eval <run | latest> [ckpt=best|last] [split=test|val]
 dlexp validate [overrides]            build everything, train nothing
 dlexp sample <gan run> [n=64] [seed=0]
+dlexp predict <run | latest> INPUT... [ckpt=best|last] [out=FILE] [top_k=N]
+dlexp export <run | latest> [format=onnx|torchscript] [ckpt=best|last] [out=FILE]
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ VERBS = {
     "validate": "dlexp.cli.evaluate:validate_config",
     "sample": "dlexp.cli.sample:main",
     "compare": "dlexp.cli.compare:main",
+    "predict": "dlexp.cli.predict:main",
+    "export": "dlexp.cli.export:main",
 }
 
 

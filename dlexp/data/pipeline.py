@@ -27,6 +27,7 @@ class ImageData:
     loader_kind: str  # "tensor" or "dataloader"
     # uint8 validation images at native size, for the misclassified-examples grid
     val_images: torch.Tensor | None
+    input_size: int = 0  # the data set's own size (before padding/resizing to image_size)
 
     def model_inputs(self) -> dict[str, Any]:
         """Constructor arguments the data decides (a model gets those it takes)."""
@@ -41,8 +42,14 @@ class ImageData:
         return torch.zeros(2, self.channels, self.image_size, self.image_size)
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint needs to preprocess new inputs the same way."""
-        return {"mean": self.mean, "std": self.std, "image_size": self.image_size}
+        """What a checkpoint needs to preprocess new inputs the same way: uint8 images of
+        `input_size` px, scaled to [0, 1], normalised, then padded or resized to `image_size`."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "image_size": self.image_size,
+            "input_size": self.input_size or self.image_size,
+        }
 
     def describe(self) -> str:
         return (
@@ -136,6 +143,7 @@ def build_image_data(
         std=std,
         loader_kind=kind,
         val_images=val_x,
+        input_size=int(native),
     )
 
 

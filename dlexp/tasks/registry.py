@@ -1,8 +1,12 @@
 """The one place that knows the families: `model.task` in a config → its task and its checks.
 
 A new family is a package under `tasks/` (its schema, loop and task), its models and configs,
-and one line in `FAMILIES`. Everything else — `validate`, `eval`, `sample`, HParams, compare —
-asks this module. Importing it is torch-free: the task classes load when a run starts.
+and one line in `FAMILIES`. Everything else — `validate`, `eval`, `sample`, `predict`,
+`export`, HParams, compare — asks this module. A family that exports names its hook,
+`export_module(payload, source) -> engine.export.Exportable`: the module to write (a
+classifier; a generator or decoder: noise in, images out), real inputs to check the file on,
+and the JSON that tells a user how to prepare inputs without dlexp. Importing this module is
+torch-free: the task classes and hooks load when they are used.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Family:
     verbs: tuple[str, ...] = ()  # the run-folder verbs that apply to it, besides resume/rerun
     unused_groups: tuple[str, ...] = ()  # config groups it ignores: not its hyperparameters
     override_hints: Mapping[str, str] | None = None  # group → why setting it is a mistake
+    exporter: str = ""  # "module:function" of its export hook (dlexp export), if it exports
 
 
 FAMILIES: dict[str, Family] = {
@@ -38,12 +43,14 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(
             "classify", "dlexp.tasks.classify.task:ClassifyTask", classify_schema.validate,
-            "classification run", verbs=("eval", "validate"),
+            "classification run", verbs=("eval", "validate", "predict", "export"),
+            exporter="dlexp.tasks.classify.export:export_module",
         ),
         Family(
             "gan", "dlexp.tasks.gan.task:GanTask", gan_schema.validate, "GAN run",
-            verbs=("sample",), unused_groups=("optim", "scheduler", "regularization"),
+            verbs=("sample", "export"), unused_groups=("optim", "scheduler", "regularization"),
             override_hints={"optim": gan_schema.OPTIM_HINT},
+            exporter="dlexp.tasks.gan.export:export_module",
         ),
     )
 }  # fmt: skip
@@ -100,9 +107,10 @@ def require(cfg: Mapping[str, Any], verb: str, run_dir: Path | str) -> None:
     others = [f"dlexp {v}" for v in family.verbs if v != "validate"]
     hint = f"; for a {family.noun} use {' or '.join(others)}" if others else ""
     able = [f.noun for f in FAMILIES.values() if verb in f.verbs]
-    model = (cfg.get("model") or {}).get("_target_", "unknown model")
+    model = cfg.get("model") or {}
+    target = model.get("_target_") or (model.get("generator") or {}).get("_target_", "?")
     raise DlexpError(
-        f"{run_dir} is a {family.noun} ({model}), not a {' or '.join(able) or 'run it works on'}: "
+        f"{run_dir} is a {family.noun} ({target}), not a {' or '.join(able) or 'run it works on'}: "
         f"dlexp {verb} works on {' and '.join(f'{n}s' for n in able) or 'no runs'}{hint}"
     )
 
@@ -111,6 +119,16 @@ def make_task(cfg: Mapping[str, Any]) -> Any:
     """A new, unbuilt Task for the config's family."""
     module, _, name = family_of(cfg).task.partition(":")
     return getattr(importlib.import_module(module), name)()
+
+
+def export_module(cfg: Mapping[str, Any], payload: Mapping[str, Any], source: Path) -> Any:
+    """What `dlexp export` writes for a run of the config's family: its hook's `Exportable`.
+    The caller has checked the checkpoint's config with `check_trust`."""
+    family = family_of(cfg)
+    if not family.exporter:
+        raise DlexpError(f"a {family.noun} has nothing to export")
+    module, _, name = family.exporter.partition(":")
+    return getattr(importlib.import_module(module), name)(payload, source)
 
 
 def train(

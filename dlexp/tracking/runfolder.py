@@ -12,6 +12,7 @@ A run folder holds:
     figures/          PNGs
     provenance/       requirements.txt (pip freeze), git.patch
     vocab.json        text runs: the vocabulary
+    exports/          `dlexp export`: best.onnx, best.torchscript.pt, each with its .json
     .lock             while a process trains or evaluates here: who (the lock is on the folder)
 
 Every write is atomic (a temporary file renamed over the old one), so a reader never sees
@@ -43,6 +44,8 @@ CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
 PROVENANCE = "provenance"
 VOCAB = "vocab.json"
+EXPORTS = "exports"
+EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 LOCK = ".lock"
 LATEST = "latest"  # in the output root: the newest run's path, one line
 SCHEMA_KEY = "dlexp_schema"  # config.yaml's schema version
@@ -170,6 +173,10 @@ class RunFolder:
         except OSError as exc:
             return exc.strerror or str(exc)
         return f"{bad} fails its checksum" if bad else None
+
+    def export(self, ckpt: str, fmt: str) -> Path:
+        """Where `dlexp export` writes a checkpoint's model in format `fmt` by default."""
+        return self.path / EXPORTS / f"{ckpt}{EXPORT_SUFFIXES[fmt]}"
 
     def holds_run(self) -> bool:
         """Whether a run has started here (a summary or a checkpoint exists)."""
