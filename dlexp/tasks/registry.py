@@ -17,6 +17,7 @@ from dlexp.config.schema import validate_common
 from dlexp.errors import DlexpError
 from dlexp.tasks.classify import schema as classify_schema
 from dlexp.tasks.gan import schema as gan_schema
+from dlexp.tasks.vae import schema as vae_schema
 from dlexp.tracking.runfolder import RunFolder
 
 DEFAULT = "classify"
@@ -31,6 +32,8 @@ class Family:
     verbs: tuple[str, ...] = ()  # the run-folder verbs that apply to it, besides resume/rerun
     unused_groups: tuple[str, ...] = ()  # config groups it ignores: not its hyperparameters
     override_hints: Mapping[str, str] | None = None  # group → why setting it is a mistake
+    # "module:function" that draws images for `dlexp sample`: (checkpoint, n, seed) → [-1, 1]
+    sampler: str = ""
 
 
 FAMILIES: dict[str, Family] = {
@@ -43,7 +46,12 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gan", "dlexp.tasks.gan.task:GanTask", gan_schema.validate, "GAN run",
             verbs=("sample",), unused_groups=("optim", "scheduler", "regularization"),
-            override_hints={"optim": gan_schema.OPTIM_HINT},
+            override_hints={"optim": gan_schema.OPTIM_HINT}, sampler="dlexp.tasks.gan.task:draw",
+        ),
+        Family(
+            "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "autoencoder run",
+            verbs=("eval", "sample"), unused_groups=("regularization",),
+            sampler="dlexp.tasks.vae.task:draw",
         ),
     )
 }  # fmt: skip
@@ -111,6 +119,15 @@ def make_task(cfg: Mapping[str, Any]) -> Any:
     """A new, unbuilt Task for the config's family."""
     module, _, name = family_of(cfg).task.partition(":")
     return getattr(importlib.import_module(module), name)()
+
+
+def sampler(cfg: Mapping[str, Any]) -> Callable[[Mapping[str, Any], int, int], Any]:
+    """The function that draws `dlexp sample`'s images for the config's family."""
+    family = family_of(cfg)
+    if not family.sampler:
+        raise DlexpError(f"a {family.noun} has nothing to sample from")
+    module, _, name = family.sampler.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def train(
