@@ -145,7 +145,7 @@ def _model_problems(cfg: Mapping[str, Any], vae: bool | None) -> list[str]:
         "eval/frechet_distance": (bool(path), "it needs model.eval.feature_checkpoint"),
         "eval/probe_acc": (ev.get("probe") is not False, "it needs model.eval.probe=true"),
     }
-    if monitor in needs and not needs[monitor][0]:
+    if isinstance(monitor, str) and monitor in needs and not needs[monitor][0]:
         problems.append(f"model.monitor: {monitor} is not measured: {needs[monitor][1]}")
     if (cfg.get("data") or {}).get("val_fraction") == 0:
         problems.append(

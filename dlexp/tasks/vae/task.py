@@ -285,7 +285,7 @@ class VaeTask:
         return test
 
     def summary(self, state: VaeState) -> dict[str, Any]:
-        return {"variational": self.variational, "nats": "per image"}
+        return {"variational": self.variational, "units": "recon, kl, neg_elbo: nats per image"}
 
     # -- dlexp eval --------------------------------------------------------------------------
     def score(self, split: str, payload: Mapping[str, Any]) -> tuple[dict[str, float], int]:
