@@ -51,7 +51,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "autoencoder run",
             verbs=("eval", "sample"), unused_groups=("regularization",),
-            sampler="dlexp.tasks.vae.task:draw",
+            sampler="dlexp.tasks.vae.network:draw",
         ),
     )
 }  # fmt: skip

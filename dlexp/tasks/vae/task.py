@@ -16,17 +16,15 @@ from typing import Any
 import torch
 
 from dlexp.config.paths import expand_path
-from dlexp.engine.builders import build_model, build_optimizer, build_scheduler
+from dlexp.engine.builders import build_optimizer, build_scheduler
 from dlexp.engine.checkpoint import load_optimizer_state
 from dlexp.engine.frechet import Evaluation, build_evaluation, compare
-from dlexp.engine.setup import autocast_for
 from dlexp.engine.task import Monitor, NonFiniteLoss, Outputs
 from dlexp.errors import DlexpError
 from dlexp.models.vae import decode_images, encode_means
 from dlexp.tasks.vae import pictures
 from dlexp.tasks.vae.images import Images, build_images
 from dlexp.tasks.vae.loop import (
-    VaeOptions,
     VaeState,
     corrupt,
     evaluate,
@@ -34,8 +32,9 @@ from dlexp.tasks.vae.loop import (
     reset_epoch,
     train_one_epoch,
 )
+from dlexp.tasks.vae.network import build_network, vae_options
 from dlexp.tasks.vae.probe import probe_accuracy
-from dlexp.tasks.vae.schema import FAMILY_KEYS, MONITORS
+from dlexp.tasks.vae.schema import MONITORS
 
 FAMILY = "vae"
 # seeds derived from trainer.seed: the sample grid's noise is the seed itself
@@ -194,10 +193,11 @@ class VaeTask:
         metrics: dict[str, float] = {}
         batch = self.cfg["trainer"]["eval_batch_size"]
         if self.probe:
-            codes = {s: (encode_means(self.net, x, batch), y) for s in ("train", split)
-                     for x, y in [self.data.split(s)]}  # fmt: skip
+            (train_x, train_y), (x, y) = self.data.split("train"), self.data.split(split)
+            train_codes = encode_means(self.net, train_x, batch)
+            codes = encode_means(self.net, x, batch)
             key = "eval/probe_acc" if split == "val" else f"{split}/probe_acc"
-            metrics[key] = probe_accuracy(*codes["train"], *codes[split], len(self.data.classes))
+            metrics[key] = probe_accuracy(train_codes, train_y, codes, y, len(self.data.classes))
         if self.evaluation is not None and split == "val":
             fakes = decode_images(self.net, self.evaluation.noise, batch) * 2 - 1
             metrics.update(
@@ -296,58 +296,3 @@ class VaeTask:
             raise DlexpError(f"the {split} split of this run is empty")
         metrics = {**self.score_split(split), **self.judge(split)}
         return {k.split("/", 1)[1]: v for k, v in metrics.items()}, len(x)
-
-
-def build_network(model: Mapping[str, Any], channels: int, image_size: int) -> torch.nn.Module:
-    """The network from the model config's own keys (the family's keys stay out)."""
-    net_cfg = {k: v for k, v in model.items() if k not in FAMILY_KEYS}
-    example = torch.zeros(2, channels, image_size, image_size)
-    shape = {"channels": channels, "image_size": image_size}
-    net = build_model(net_cfg, {}, shape, example)
-    for method in ("encode", "decode"):
-        if not callable(getattr(net, method, None)):
-            raise DlexpError(
-                f"model._target_: {model['_target_']} has no {method}() method; an autoencoder "
-                "needs encode(x) -> (mean, logvar or None) and decode(z) -> logits"
-            )
-    return net
-
-
-def vae_options(
-    trainer: Mapping[str, Any],
-    model: Mapping[str, Any],
-    variational: bool,
-    steps_per_epoch: int,
-    device: torch.device,
-) -> VaeOptions:
-    """The loop's settings from the trainer and model groups."""
-    precision = str(trainer["precision"])
-    warmup = model.get("kl_warmup_epochs", 0) if variational else 0
-    return VaeOptions(
-        variational=variational,
-        likelihood=model["likelihood"],
-        gaussian_std=model["gaussian_std"],
-        beta=model.get("beta", 1.0) if variational else 0.0,
-        kl_warmup_steps=round(warmup * steps_per_epoch),
-        denoise=model["denoise"]["kind"],
-        denoise_level=model["denoise"]["level"],
-        log_every=trainer["log_every_n_steps"],
-        device=device,
-        autocast=lambda: autocast_for(precision, device),
-        grad_clip=float(trainer["grad_clip"] or 0) or None,
-    )
-
-
-def draw(payload: Mapping[str, Any], n: int, seed: int) -> torch.Tensor:
-    """`dlexp sample`: `n` images in [-1, 1] decoded from N(0, I) noise seeded with `seed`,
-    by the network of a checkpoint (on the CPU). The caller checked the config's trust."""
-    model, data = payload["config"]["model"], payload["data"]
-    net = build_network(model, data["channels"], data["image_size"])
-    if not getattr(net, "variational", False):
-        raise DlexpError(
-            f"this run trains an autoencoder ({model['_target_']}): it has no prior to sample "
-            "from; train a VAE (dlexp model=vae) to draw samples"
-        )
-    net.load_state_dict(payload["model"])
-    noise = torch.randn(n, net.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return decode_images(net, noise) * 2 - 1
