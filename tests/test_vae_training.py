@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from dlexp.engine.interrupt import Interrupted
 from dlexp.engine.runner import Runner
 from dlexp.tasks.registry import train as run_task
 from tests.conftest import read_jsonl, run_cli
+from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags
 
 pytestmark = pytest.mark.slow
@@ -183,6 +185,20 @@ def test_compare_puts_the_runs_side_by_side(vae_run, ae_run, tmp_path, capsys) -
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2
     assert {"eval/frechet_distance", "eval/probe_acc", "test/recon"} <= rows[0].keys()
+
+
+def test_a_gaussian_vae_on_cifar10_shaped_data(tmp_path) -> None:
+    """3-channel 32 px images: the networks follow the data set."""
+    write_cifar10(tmp_path / "data", n_per_batch=20, n_test=10)
+    overrides = ("data=cifar10", "model.likelihood=gaussian", "trainer.batch_size=16")
+    with cifar10_md5_check_skipped():
+        run = train_in(tmp_path, *TINY_VAE, *overrides, "trainer.epochs=1")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and math.isfinite(summary["test"]["test/neg_elbo"])
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert (ckpt["data"]["channels"], ckpt["data"]["image_size"]) == (3, 32)
+    with Image.open(run / "figures" / "samples_epoch_001.png") as img:
+        assert img.size == (8 * 34 + 2, 2 * 34 + 2) and img.mode == "RGB"
 
 
 # -- resume ----------------------------------------------------------------------------------------
