@@ -101,6 +101,8 @@ class VaeTask:
                 trusted=bool(ev.get("trust_feature_checkpoint")),
             )
         metric = model["monitor"] or ("val/neg_elbo" if self.variational else "val/recon")
+        if not self._measures(metric):  # e.g. a user's class that turned out not variational
+            raise DlexpError(f"model.monitor: this run does not measure {metric}")
         self.monitor = Monitor(metric, MONITORS[metric])
         self.columns = [c for c, key in COLUMNS.items() if self._measures(key)]
         shown = self.data.val_x[:SHOWN]
