@@ -40,7 +40,7 @@ from dlexp.tasks.vae.loop import (
     train_step,
 )
 from dlexp.tasks.vae.probe import probe_accuracy
-from tests.conftest import run_cli
+from tests.conftest import call_cli
 
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the image data sets
 NETS = (ConvAutoencoder, ConvVAE, MLPAutoencoder, MLPVAE)
@@ -294,7 +294,7 @@ def test_the_search_config_composes_validates_and_minimises_the_bound() -> None:
 
 
 def test_the_cli_refuses_text_data_with_one_message(tmp_path) -> None:
-    proc = run_cli(tmp_path, "model=vae", "data=imdb", timeout=120)
+    proc = call_cli(tmp_path, "model=vae", "data=imdb")
     assert proc.returncode == 2, proc.stderr
     assert "data=imdb is text" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs" / "runs").exists() or not any(
