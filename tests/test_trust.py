@@ -79,6 +79,32 @@ def train_judged(files: Files) -> Call:
     return call
 
 
+def train_judged_vae(files: Files) -> Call:
+    """`dlexp model=vae model.eval.feature_checkpoint=<judge> [...trust...=true]`, in-process."""
+
+    def call(trusted: bool) -> int:
+        run_dir = files.runs / "new_vae"
+        run_dir.mkdir(parents=True)
+        trust = f"model.eval.trust_feature_checkpoint={str(trusted).lower()}"
+        cfg = files.cfg("model=vae", f"model.eval.feature_checkpoint={files.judge}", trust)
+        try:
+            train(OmegaConf.create(cfg), run_dir=run_dir)
+        except DlexpError as exc:
+            print_error(str(exc))
+            return 2
+        return 0
+
+    return call
+
+
+def vae_run(files: Files) -> Path:
+    """A VAE run whose checkpoint's own config names a foreign network."""
+    cfg = files.cfg("model=vae")
+    foreign = {**cfg, "model": {**cfg["model"], "_target_": "foreign_code.Net"}}
+    payload = {"config": foreign, "data": {"channels": 1, "image_size": 28}, "model": {}}
+    return files.run_folder("vae", cfg, {**payload, "train_state": {"epoch": 1}})
+
+
 @dataclass(frozen=True)
 class Route:
     make: Callable[[Files], Call]
@@ -104,6 +130,8 @@ PATHS = {
         lambda f: with_args("export", f.gan_run(False), "format=torchscript")
     ),
     "training: feature_checkpoint": Route(train_judged, flag=TRUST_OPTION, trains=True),
+    "sample: a VAE checkpoint's config": Route(lambda f: verb("sample", vae_run(f))),
+    "training a VAE: feature_checkpoint": Route(train_judged_vae, flag=TRUST_OPTION, trains=True),
     "resume: the switch in config.yaml": Route(lambda f: verb("resume", f.judged_gan_run), SWITCH),
     "rerun: the switch in config.yaml": Route(lambda f: verb("rerun", f.judged_gan_run), SWITCH),
 }

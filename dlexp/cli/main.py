@@ -5,7 +5,7 @@ dlexp resume <run | latest> [...]     continue a run in its own folder
 dlexp rerun <run | latest> [...]      a new run with a finished run's exact config
 dlexp eval <run | latest> [ckpt=best|last] [split=test|val]
 dlexp validate [overrides]            build everything, train nothing
-dlexp sample <gan run> [n=64] [seed=0]
+dlexp sample <gan | vae run> [n=64] [seed=0]
 dlexp predict <run | latest> INPUT... [ckpt=best|last] [out=FILE] [top_k=N]
 dlexp export <run | latest> [format=onnx|torchscript] [ckpt=best|last] [out=FILE]
 """

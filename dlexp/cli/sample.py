@@ -1,8 +1,8 @@
 """`dlexp sample <run folder | latest> [n=64] [seed=0] [ckpt=best|last] [out=PATH] [--trust]`
 
-Draws `n` images from a GAN run's generator and writes them as one grid PNG. Everything needed
-comes from the run folder — the config, the data shape and the weights are in the checkpoint —
-so nothing is re-specified. The noise comes from its own generator seeded with `seed`, so the
+Draws `n` images from a GAN's generator or a VAE's decoder and writes them as one grid PNG.
+Everything needed comes from the run folder — the config, the data shape and the weights are in
+the checkpoint — so nothing is re-specified. The noise comes from its own generator seeded with `seed`, so the
 same seed gives the same grid, byte for byte. Arguments are checked before torch is imported.
 """
 
@@ -59,7 +59,8 @@ def parse_args(args: list[str]) -> dict[str, Any]:
 
 
 def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
-    """The run's config and the checkpoint path; a clear message when it is not a GAN run."""
+    """The run's config and the checkpoint path; a clear message when its family cannot
+    sample."""
     cfg, _ = load_run_config(run_dir)
     registry.require(cfg, "sample", run_dir)
     path = run_dir / "checkpoints" / f"{ckpt}.pt"
@@ -86,26 +87,13 @@ def write_grid(images: Any, path: Path) -> Any:
 
 
 def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any, dict[str, Any]]:
-    """`n` images from the checkpoint's generator (on the CPU) and the checkpoint itself."""
-    import torch
-
-    from dlexp.engine.builders import build_model
+    """`n` images from the checkpoint's network (on the CPU) and the checkpoint itself."""
     from dlexp.engine.checkpoint import load_checkpoint
-    from dlexp.models.gan import generate
 
     payload = load_checkpoint(checkpoint, "cpu")
-    # the generator is built from the checkpoint's own config, which config.yaml may not match
+    # the network is built from the checkpoint's own config, which config.yaml may not match
     check_trust(payload["config"], trusted=trust, source=checkpoint)
-    model, data = payload["config"]["model"], payload["data"]
-    inputs = {
-        "latent_dim": model["latent_dim"],
-        "channels": data["channels"],
-        "image_size": data["image_size"],
-    }
-    generator = build_model(model["generator"], {}, inputs)
-    generator.load_state_dict(payload["generator"])
-    noise = torch.randn(n, model["latent_dim"], generator=torch.Generator().manual_seed(seed))
-    return generate(generator, noise), payload
+    return registry.sampler(payload["config"])(payload, n, seed), payload
 
 
 def sample(argv: list[str]) -> Path:

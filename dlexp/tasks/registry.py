@@ -21,6 +21,7 @@ from dlexp.config.schema import validate_common
 from dlexp.errors import DlexpError
 from dlexp.tasks.classify import schema as classify_schema
 from dlexp.tasks.gan import schema as gan_schema
+from dlexp.tasks.vae import schema as vae_schema
 from dlexp.tracking.runfolder import RunFolder
 
 DEFAULT = "classify"
@@ -36,6 +37,8 @@ class Family:
     unused_groups: tuple[str, ...] = ()  # config groups it ignores: not its hyperparameters
     override_hints: Mapping[str, str] | None = None  # group → why setting it is a mistake
     exporter: str = ""  # "module:function" of its export hook (dlexp export), if it exports
+    # "module:function" that draws images for `dlexp sample`: (checkpoint, n, seed) → [-1, 1]
+    sampler: str = ""
 
 
 FAMILIES: dict[str, Family] = {
@@ -49,8 +52,13 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gan", "dlexp.tasks.gan.task:GanTask", gan_schema.validate, "GAN run",
             verbs=("sample", "export"), unused_groups=("optim", "scheduler", "regularization"),
-            override_hints={"optim": gan_schema.OPTIM_HINT},
+            override_hints={"optim": gan_schema.OPTIM_HINT}, sampler="dlexp.tasks.gan.task:draw",
             exporter="dlexp.tasks.gan.export:export_module",
+        ),
+        Family(
+            "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "autoencoder run",
+            verbs=("eval", "sample"), unused_groups=("regularization",),
+            sampler="dlexp.tasks.vae.network:draw",
         ),
     )
 }  # fmt: skip
@@ -129,6 +137,15 @@ def export_module(cfg: Mapping[str, Any], payload: Mapping[str, Any], source: Pa
         raise DlexpError(f"a {family.noun} has nothing to export")
     module, _, name = family.exporter.partition(":")
     return getattr(importlib.import_module(module), name)(payload, source)
+
+
+def sampler(cfg: Mapping[str, Any]) -> Callable[[Mapping[str, Any], int, int], Any]:
+    """The function that draws `dlexp sample`'s images for the config's family."""
+    family = family_of(cfg)
+    if not family.sampler:
+        raise DlexpError(f"a {family.noun} has nothing to sample from")
+    module, _, name = family.sampler.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def train(

@@ -236,3 +236,14 @@ def gan_options(
         eval_every=model["eval"]["every_n_epochs"],
         eval_batch_size=trainer["eval_batch_size"],
     )
+
+
+def draw(payload: Mapping[str, Any], n: int, seed: int) -> torch.Tensor:
+    """`dlexp sample`: `n` images in [-1, 1] from a checkpoint's generator (on the CPU), for
+    noise seeded with `seed`. The caller checked the config's trust."""
+    model, data = payload["config"]["model"], payload["data"]
+    inputs = {k: data[k] for k in ("channels", "image_size")} | {"latent_dim": model["latent_dim"]}
+    generator = build_model(model["generator"], {}, inputs)
+    generator.load_state_dict(payload["generator"])
+    noise = torch.randn(n, model["latent_dim"], generator=torch.Generator().manual_seed(seed))
+    return generate(generator, noise)
