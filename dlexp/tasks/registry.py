@@ -57,8 +57,8 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "autoencoder run",
-            verbs=("eval", "sample"), unused_groups=("regularization",),
-            sampler="dlexp.tasks.vae.network:draw",
+            verbs=("eval", "sample", "export"), unused_groups=("regularization",),
+            sampler="dlexp.tasks.vae.network:draw", exporter="dlexp.tasks.vae.export:export_module",
         ),
     )
 }  # fmt: skip
