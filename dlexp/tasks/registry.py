@@ -56,7 +56,7 @@ FAMILIES: dict[str, Family] = {
             exporter="dlexp.tasks.gan.export:export_module",
         ),
         Family(
-            "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "autoencoder run",
+            "vae", "dlexp.tasks.vae.task:VaeTask", vae_schema.validate, "VAE or autoencoder run",
             verbs=("eval", "sample", "export"), unused_groups=("regularization",),
             sampler="dlexp.tasks.vae.network:draw", exporter="dlexp.tasks.vae.export:export_module",
         ),
