@@ -15,17 +15,23 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers
+from dlexp.config.resolvers import register_resolvers, to_plain
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def compose_cfg(tmp: Path, *overrides: str) -> DictConfig:
-    """The shipped configs composed with `overrides`; outputs and data kept under `tmp`."""
+def compose_cfg(tmp: Path | None, *overrides: str, hydra: bool = False) -> DictConfig:
+    """The shipped configs composed with `overrides`; outputs and data kept under `tmp` (when
+    given). `hydra`: with the `hydra` node (a sweeper's settings). The one place tests compose."""
     register_resolvers()
-    base = [f"paths.output_root={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}"]
+    base = [f"paths.output_root={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}"] if tmp else []
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*base, *overrides])
+        return compose("config", overrides=[*base, *overrides], return_hydra_config=hydra)
+
+
+def compose_plain(*overrides: str, tmp: Path | None = None) -> dict[str, Any]:
+    """`compose_cfg` resolved into plain data (what `train` validates and a run folder holds)."""
+    return to_plain(compose_cfg(tmp, *overrides))
 
 
 @pytest.fixture

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.checkpoint import FORMAT, save_checkpoint
+from tests.conftest import compose_plain
 
 FOREIGN_CODE = '''
 """Harmless code from someone else: building any of it writes a marker file, then stops."""
@@ -58,10 +56,7 @@ class Files:
         self.marker = tmp / "code" / "marker"
 
     def cfg(self, *overrides: str) -> dict[str, Any]:
-        register_resolvers()
-        base = [f"paths.output_root={self.tmp / 'outputs'}", f"paths.data_dir={self.tmp / 'data'}"]
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return to_plain(compose("config", overrides=[*base, *QUIET, *overrides]))
+        return compose_plain(*QUIET, *overrides, tmp=self.tmp)
 
     def run_folder(self, name: str, cfg: dict[str, Any], checkpoint: dict[str, Any]) -> Path:
         run = self.runs / name

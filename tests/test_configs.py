@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.builders import build_model, build_optimizer, build_scheduler
 from dlexp.tasks.registry import validate
+from tests.conftest import compose_plain
 
 GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer", "experiment")
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the data sets
@@ -30,13 +29,6 @@ NUM_CLASSES = 10
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def compose_plain(*overrides: str) -> dict[str, Any]:
-    """The resolved config for `overrides`, as plain data (what `train` validates)."""
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_plain(compose("config", overrides=list(overrides)))
 
 
 def group_override(group: str, option: str) -> str:

@@ -15,11 +15,9 @@ from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.builders import build_model, build_optimizer
 from dlexp.models.gan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
 from dlexp.tasks.gan.loop import (
@@ -33,6 +31,7 @@ from dlexp.tasks.gan.loop import (
     train_one_epoch,
 )
 from dlexp.tasks.registry import validate
+from tests import conftest
 
 SHAPES = ((1, 28), (1, 32), (3, 32))  # (channels, image size) of every image data set
 LATENT = 16
@@ -40,9 +39,7 @@ LATENT = 16
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> dict[str, Any]:
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_plain(compose("config", overrides=list(overrides)))
+    return conftest.compose_plain(*overrides)
 
 
 def compose_plain(*overrides: str) -> dict[str, Any]:

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from dlexp.cli.sample import main as sample_main
 from dlexp.cli.train import train
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
+from dlexp.config.resolvers import to_plain
 from dlexp.engine.interrupt import Interrupted
 from dlexp.engine.runner import Runner
 from dlexp.tasks.registry import train as run_task
+from tests import conftest
 from tests.conftest import cli_env, latest_run, read_jsonl, run_cli
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags, scalars
@@ -34,11 +33,8 @@ SMALL_DCGAN = ("model=dcgan", "model.generator.features=32", "model.discriminato
 
 
 def compose_cfg(tmp: Path, *overrides: str):
-    """The shipped configs with outputs and data under `tmp` (make_cfg, for module fixtures)."""
-    register_resolvers()
-    base = [f"paths.output_root={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}"]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*base, *QUIET, *overrides])
+    """The shipped configs with outputs and data under `tmp`, quiet (for module fixtures)."""
+    return conftest.compose_cfg(tmp, *QUIET, *overrides)
 
 
 @pytest.fixture(scope="module")

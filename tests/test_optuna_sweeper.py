@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hypothesis import given
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
+from dlexp.config.resolvers import to_plain
 from dlexp.sweeps import trial
 from dlexp.tasks.registry import validate
+from tests import conftest
 from tests.conftest import cli_env, run_cli
 
 optuna = pytest.importorskip("optuna")
@@ -282,9 +281,7 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions() -> None:
 
 def compose_search(*overrides: str) -> Any:
     """The composed config with its `hydra` node (the sweeper's settings)."""
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+    return conftest.compose_cfg(None, *overrides, hydra=True)
 
 
 def job_problems(cfg: Any) -> list[str]:

@@ -11,17 +11,14 @@ import optuna
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from dlexp.cli.main import run_verb
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers
 from dlexp.config.trust import check_trust
 from dlexp.engine.frechet import TRUST_OPTION, FeatureNetwork
 from dlexp.errors import DlexpError
 from dlexp.sweeps import trial
-from tests import foreign
+from tests import conftest, foreign
 from tests.conftest import latest_run, run_cli
 from tests.foreign import QUIET, own_configs, record
 
@@ -99,11 +96,7 @@ def test_a_stored_pruner_is_built_only_from_optuna_or_the_commands_own_configs(
     study.set_user_attr(trial.PRUNER_ATTR, {"_target_": "foreign_code.Pruner"})
     monkeypatch.setattr(trial, "_trials", {})
     conf = own_configs(files.tmp, "foreign_code.Pruner")  # a search of the user's own
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        hydra_cfg = compose(
-            "config", [f"hydra.searchpath=[file://{conf}]"], return_hydra_config=True
-        )
+    hydra_cfg = conftest.compose_cfg(None, f"hydra.searchpath=[file://{conf}]", hydra=True)
     HydraConfig.instance().set_config(hydra_cfg)  # a job of the sweep that stored it
     try:
         with pytest.raises(Exception, match="built Pruner"):

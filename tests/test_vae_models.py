@@ -16,11 +16,9 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
+from dlexp.config.resolvers import to_plain
 from dlexp.models.vae import (
     MLPVAE,
     ConvAutoencoder,
@@ -40,6 +38,7 @@ from dlexp.tasks.vae.loop import (
     train_step,
 )
 from dlexp.tasks.vae.probe import probe_accuracy
+from tests import conftest
 from tests.conftest import call_cli
 
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the image data sets
@@ -49,9 +48,7 @@ TINY = {"latent_dim": 3, "widths": (4, 8)}
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> dict[str, Any]:
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_plain(compose("config", overrides=list(overrides)))
+    return conftest.compose_plain(*overrides)
 
 
 def compose_plain(*overrides: str) -> dict[str, Any]:
@@ -284,9 +281,7 @@ def test_validate_never_raises_on_odd_values_in_the_model_keys() -> None:
 
 
 def test_the_search_config_composes_validates_and_minimises_the_bound() -> None:
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", ["hparams_search=vae_optuna"], return_hydra_config=True)
+    cfg = conftest.compose_cfg(None, "hparams_search=vae_optuna", hydra=True)
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
     assert sweeper["direction"] == "minimize" and sweeper["study_name"] == "vae_optuna"
     job = to_plain(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from dlexp.cli.compare import main as compare_main
 from dlexp.cli.main import run_verb
 from dlexp.cli.sample import main as sample_main
 from dlexp.cli.train import train
-from dlexp.config.paths import CONFIG_DIR
-from dlexp.config.resolvers import register_resolvers, to_plain
+from dlexp.config.resolvers import to_plain
 from dlexp.engine.interrupt import Interrupted
 from dlexp.engine.runner import Runner
 from dlexp.tasks.registry import train as run_task
+from tests import conftest
 from tests.conftest import read_jsonl, run_cli
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags
@@ -46,10 +45,7 @@ TINY_AE = (
 
 
 def compose_cfg(tmp: Path, *overrides: str):
-    register_resolvers()
-    base = [f"paths.output_root={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}"]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*base, *QUIET, *overrides])
+    return conftest.compose_cfg(tmp, *QUIET, *overrides)
 
 
 def train_in(tmp: Path, *overrides: str) -> Path:
