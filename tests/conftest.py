@@ -109,3 +109,18 @@ def latest_run(tmp_path: Path) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# -- trained runs shared by the whole session (read-only: copy one before changing it) ---------
+@pytest.fixture(scope="session")
+def shared_lenet(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.trained import lenet_run  # trained.py uses this module: imported here
+
+    return lenet_run(tmp_path_factory.mktemp("shared-lenet"))
+
+
+@pytest.fixture(scope="session")
+def shared_text(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.trained import text_run  # trained.py uses this module: imported here
+
+    return text_run(tmp_path_factory.mktemp("shared-text"))

@@ -18,7 +18,7 @@ from dlexp.data.vision import load_image_splits
 from dlexp.engine.builders import build_model
 from dlexp.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from dlexp.engine.inference import load_classifier
-from tests.trained import compose_cfg, lenet_run, text_run
+from tests.trained import compose_cfg
 
 ort = pytest.importorskip("onnxruntime")
 # the tests load TorchScript files themselves, which PyTorch has deprecated
@@ -30,13 +30,13 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def lenet(tmp_path_factory):
-    return lenet_run(tmp_path_factory.mktemp("lenet"))
+def lenet(shared_lenet):
+    return shared_lenet
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    return text_run(tmp_path_factory.mktemp("text"))
+def text(shared_text):
+    return shared_text
 
 
 def classifier(run: Path):

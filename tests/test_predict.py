@@ -18,20 +18,20 @@ from dlexp.data.vision import load_image_splits
 from dlexp.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from tests.conftest import run_cli
 from tests.textdata import write_table
-from tests.trained import compose_cfg, eval_predictions, lenet_run, text_run
+from tests.trained import compose_cfg, eval_predictions
 
 N_IMAGES = 60
 pytestmark = pytest.mark.slow  # each module trains a LeNet and a text run (about 30 s)
 
 
 @pytest.fixture(scope="module")
-def lenet(tmp_path_factory):
-    return lenet_run(tmp_path_factory.mktemp("lenet"))
+def lenet(shared_lenet):
+    return shared_lenet
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    return text_run(tmp_path_factory.mktemp("text"))
+def text(shared_text):
+    return shared_text
 
 
 @pytest.fixture(scope="module")
