@@ -58,6 +58,17 @@ class ImageData:
         )
 
 
+def image_splits(data_cfg: Mapping[str, Any]) -> Any:
+    """The image data set a data config names, split into train/val/test (uint8 tensors)."""
+    return load_image_splits(
+        data_cfg["name"],
+        expand_path(data_cfg["data_dir"]),
+        download=data_cfg["download"],
+        val_fraction=data_cfg["val_fraction"],
+        split_seed=data_cfg["split_seed"],
+    )
+
+
 def build_data(data_cfg: Mapping[str, Any], **options: Any) -> Any:
     """The data builder: image data sets here, text data sets in `dlexp.data.text`."""
     kind = data_cfg.get("kind", "image")
@@ -85,13 +96,7 @@ def build_image_data(
     rank: int = 0,
     world_size: int = 1,
 ) -> ImageData:
-    splits = load_image_splits(
-        data_cfg["name"],
-        expand_path(data_cfg["data_dir"]),
-        download=data_cfg["download"],
-        val_fraction=data_cfg["val_fraction"],
-        split_seed=data_cfg["split_seed"],
-    )
+    splits = image_splits(data_cfg)
     train_x, train_y = splits.train_x, splits.train_y
     val_x, val_y = splits.val_x, splits.val_y
     if overfit_batches:
@@ -162,13 +167,7 @@ def build_gan_data(
     `drop_last`: a last batch of a few images gives batch norm useless statistics. No
     augmentation: random crops with zero padding would teach the generator black borders.
     """
-    splits = load_image_splits(
-        data_cfg["name"],
-        expand_path(data_cfg["data_dir"]),
-        download=data_cfg["download"],
-        val_fraction=data_cfg["val_fraction"],
-        split_seed=data_cfg["split_seed"],
-    )
+    splits = image_splits(data_cfg)
     size, half = splits.image_size, [0.5] * splits.channels
     loader = TensorLoader(
         prepare_images(splits.train_x.to(device), half, half, size),

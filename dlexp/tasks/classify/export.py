@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlexp.config.paths import expand_path
 from dlexp.data.loaders import prepare_images
+from dlexp.data.pipeline import image_splits
 from dlexp.data.text import load_text_splits
 from dlexp.data.tokenize import pad_documents
-from dlexp.data.vision import load_image_splits
 from dlexp.engine.export import BATCH_SIZES, Exportable
 from dlexp.engine.inference import Classifier, load_classifier
 from dlexp.errors import DlexpError
@@ -52,13 +51,7 @@ def _take(count: int) -> np.ndarray:
 
 
 def _images(classifier: Classifier, data_cfg: Mapping[str, Any], meta: dict) -> Exportable:
-    splits = load_image_splits(
-        data_cfg["name"],
-        expand_path(data_cfg["data_dir"]),
-        download=data_cfg["download"],
-        val_fraction=data_cfg["val_fraction"],
-        split_seed=data_cfg["split_seed"],
-    )
+    splits = image_splits(data_cfg)
     name, images = _split({"val": splits.val_x, "test": splits.test_x, "train": splits.train_x})
     chosen = _take(len(images))
     mean, std = list(classifier.data["mean"]), list(classifier.data["std"])

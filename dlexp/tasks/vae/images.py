@@ -10,9 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dlexp.config.paths import expand_path
 from dlexp.data.loaders import TensorLoader, prepare_images
-from dlexp.data.vision import load_image_splits
+from dlexp.data.pipeline import image_splits
 
 
 @dataclass
@@ -60,13 +59,7 @@ def build_images(
 
     `drop_last` as for the GANs: a last batch of a few images gives batch norm useless
     statistics. `limit_val_batches` keeps the first batches of validation images."""
-    splits = load_image_splits(
-        data_cfg["name"],
-        expand_path(data_cfg["data_dir"]),
-        download=data_cfg["download"],
-        val_fraction=data_cfg["val_fraction"],
-        split_seed=data_cfg["split_seed"],
-    )
+    splits = image_splits(data_cfg)
     zero, one, size = [0.0] * splits.channels, [1.0] * splits.channels, splits.image_size
 
     def prepare(x: Tensor) -> Tensor:
