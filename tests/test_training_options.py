@@ -17,6 +17,7 @@ from dlexp.engine.checkpoint import load_checkpoint
 from dlexp.engine.setup import autocast_for, wants_channels_last
 from dlexp.models.cnn import MLP, ConvNet, LeNet5
 from dlexp.tasks.classify import loop as classify
+from dlexp.tasks.classify import task as classify_task
 from dlexp.tasks.classify.loop import LoopOptions, TrainState, train_one_epoch
 from tests.conftest import read_jsonl
 
@@ -57,7 +58,7 @@ def _spy_on_the_loop(monkeypatch) -> dict[str, Any]:
         return real_epoch(model, loader, *args, **kwargs)
 
     monkeypatch.setattr(classify, "forward", forward)
-    monkeypatch.setattr(classify, "train_one_epoch", epoch)
+    monkeypatch.setattr(classify_task, "train_one_epoch", epoch)  # where the task calls it
     return seen
 
 
