@@ -143,13 +143,3 @@ def test_a_verbs_key_and_value_apart_get_the_same_hint() -> None:
 
     with pytest.raises(DlexpError, match="got 'trainer.epochs': write trainer.epochs=5"):
         apply_overrides({"trainer": {"epochs": 1}}, ["trainer.epochs", "5"], None, force=True)
-
-
-def test_a_verb_for_another_family_names_the_runs_it_works_on(tmp_path: Path) -> None:
-    from dlexp.errors import DlexpError
-    from dlexp.tasks.registry import require
-
-    cfg = {"model": {"_target_": "dlexp.models.cnn.MLP"}}
-    with pytest.raises(DlexpError) as err:
-        require(cfg, "sample", tmp_path)
-    assert "dlexp sample works on GAN runs;" in str(err.value)

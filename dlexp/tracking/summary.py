@@ -94,7 +94,7 @@ def effective_settings(
         "trainer.device": str(device),
         "trainer.grad_clip": float(grad_clip or 0.0),  # 0.0: off
     }
-    if (cfg.get("model") or {}).get("task", "classify") != "gan":
+    if (cfg.get("model") or {}).get("task", "classify") == "classify":  # the others: their own
         ran["trainer.monitor_mode"] = monitor_mode(trainer)
     if threads is not None and str(device).startswith("cpu"):
         ran["trainer.threads"] = threads
