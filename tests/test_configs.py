@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,15 @@ def group_override(group: str, option: str) -> str:
     return f"{group}=[{option}]" if group == "regularization" else f"{group}={option}"
 
 
+# data.train must name a file that exists (checked before a run starts)
+REVIEWS = Path(tempfile.mkdtemp(prefix="dlexp-configs-")) / "reviews.csv"
+REVIEWS.write_text("text,label\ngood,pos\nbad,neg\n", encoding="utf-8")
+
+
 def companions(group: str, option: str) -> list[str]:
     """Options that need a partner: text data sets a sequence model, token models text data."""
     if group == "data" and compose_plain(f"data={option}")["data"].get("kind") == "text":
-        required = ["data.train=reviews.csv"] if option == "text_files" else []
+        required = [f"data.train={REVIEWS}"] if option == "text_files" else []
         return ["model=lstm_sentiment", *required]
     if group == "model" and option == "lstm_sentiment":
         return ["data=imdb"]
@@ -442,6 +448,7 @@ def test_config_modules_do_not_import_torch(tmp_path: Path) -> None:
 
 CLI_PROBE = """
 import sys
+import tempfile
 sys.argv = ["dlexp", *sys.argv[1:]]
 from dlexp.cli.main import main
 code = 0

@@ -290,7 +290,7 @@ def job_problems(cfg: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("name", "direction"), [("lenet_optuna", "max"), ("gan_optuna", "minimize")]
+    ("name", "direction"), [("lenet_optuna", "auto"), ("gan_optuna", "minimize")]
 )
 def test_shipped_search_configs_compose_validate_and_every_choice_exists(
     tmp_path: Path, name: str, direction: str
@@ -300,7 +300,7 @@ def test_shipped_search_configs_compose_validate_and_every_choice_exists(
     extra = [f"model.eval.feature_checkpoint={feature_net}"] if name.startswith("gan") else []
     if extra:  # without a feature network the GAN search stops before it starts, and says why
         problems = job_problems(compose_search(f"hparams_search={name}"))
-        assert any("set model.eval.feature_checkpoint=" in p for p in problems)
+        assert any("add model.eval.feature_checkpoint=" in p for p in problems)
     cfg = compose_search(f"hparams_search={name}", *extra)
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
     assert sweeper["_target_"].endswith("DlexpOptunaSweeper") and sweeper["direction"] == direction

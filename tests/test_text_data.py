@@ -366,9 +366,13 @@ def test_schema_checks_text_configs_and_model_data_pairs(make_cfg, tmp_path: Pat
     def problems(*overrides: str) -> list[str]:
         return validate(to_plain(make_cfg(*overrides)))
 
+    for name in ("x.csv", "a.csv"):  # data.train must exist: it is checked before a run starts
+        (tmp_path / name).write_text("text,label\n")
+    x_csv, a_csv = tmp_path / "x.csv", tmp_path / "a.csv"
+
     assert problems("model=lstm_sentiment", "data=imdb") == []
     assert problems("experiment=imdb_lstm") == [] == problems("experiment=seqmnist_lstm")
-    assert problems("model=gru", "data=text_files", "data.train=x.csv") == []
+    assert problems("model=gru", "data=text_files", f"data.train={x_csv}") == []
     (msg,) = problems("data=imdb")
     assert "LeNet5" in msg and "data=imdb" in msg and "model=lstm_sentiment" in msg
     (msg,) = problems("model=lstm_sentiment")
@@ -379,7 +383,7 @@ def test_schema_checks_text_configs_and_model_data_pairs(make_cfg, tmp_path: Pat
     assert msg.startswith("data.max_len: must be >= 1")
     (msg,) = problems("model=lstm", "model.readout=first")
     assert "model.readout" in msg and "last, mean, max" in msg and "first" in msg
-    (msg,) = problems("model=lstm", "data=text_files", "data.train=a.csv", "data.labels=[a,a]")
+    (msg,) = problems("model=lstm", "data=text_files", f"data.train={a_csv}", "data.labels=[a,a]")
     assert msg.startswith("data.labels:")
     (msg,) = problems("model=gru", "data=imdb", "+data.format=csv")
     assert msg.startswith("data.format: unknown key")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dlexp.config.derived import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from dlexp.errors import DlexpError
 from dlexp.tasks.registry import unused_groups
 from dlexp.tracking.runs import Row, epoch_records, load_runs, number
@@ -26,10 +27,9 @@ from dlexp.tracking.runs import Row, epoch_records, load_runs, number
 GROUPS = ("model", "optim", "scheduler", "regularization", "data", "trainer")
 EXTRA_METRICS = ("epochs", "wall_time_s")
 NOT_HPARAMS = ("run", "status", "folder", "runs", "members")
-# Default sort direction, best first: lower is better for names holding one of these...
-LOWER_IS_BETTER = ("loss", "err", "frechet", "distance", "perplexity", "time")
-# ...higher for these; anything else (hyperparameters, epochs, status) ascends.
-HIGHER_IS_BETTER = ("acc", "f1", "auc", "score", "precision", "recall", "iou")
+# Default sort direction, best first: lower is better for names holding one of
+# LOWER_IS_BETTER, higher for HIGHER_IS_BETTER (as trainer.monitor_mode=auto); anything else
+# (hyperparameters, epochs, status) ascends.
 COLOURS = {"done": "green", "running": "yellow", "failed": "red", "interrupted": "red"}
 EPILOG = f"""\
 sorting: best first unless --asc or --desc say otherwise

@@ -68,10 +68,32 @@ def _unquoted(value: Any) -> Any:
     return value
 
 
+def config_repository(config_dirs: list[Path]) -> Any:
+    """Hydra's own view of the config groups: dlexp's configs, --config-dir, hydra.searchpath,
+    and the groups plugins add (hydra/launcher, hydra/sweeper/pruner, ...)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+
+    search = create_config_search_path(f"file://{config_dirs[0]}")
+    for extra in config_dirs[1:]:
+        search.append("command-line", f"file://{extra}")
+    return ConfigRepository(search)
+
+
+def group_options(repo: Any, group: str) -> list[str]:
+    """The options of `group`, those in its subfolders by their path (model=mine/tiny)."""
+    from hydra.core.object_type import ObjectType
+
+    options = set(repo.get_group_options(group, ObjectType.CONFIG))
+    for sub in repo.get_group_options(group, ObjectType.GROUP):
+        options |= {f"{sub}/{o}" for o in group_options(repo, f"{group}/{sub}")}
+    return sorted(options)
+
+
 def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
-    """Every option of a swept or listed config group must exist: only the first job is
-    composed here, Hydra would find a bad later value after creating the sweep folder, and for
-    a list (regularization=[l2,dropuot]) Hydra names no valid options."""
+    """Every option named for a config group must exist, with a "did you mean" when it does
+    not: only the first job is composed here, Hydra would find a bad later value after creating
+    the sweep folder, and its own message names no close option."""
     import difflib
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -80,22 +102,16 @@ def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:
-        return  # Hydra reports its own parse errors
+        return  # grammar.check_grammar has reported it
+    repo = None
     for o in parsed:
         group, value = o.key_or_group, o.value()
-        if group.startswith("hydra") or not isinstance(value, (ChoiceSweep, list)):
-            continue  # a single option: Hydra's own message lists the valid ones
-        folders = [d / group for d in config_dirs if (d / group).is_dir()]
-        if not folders:
-            continue  # a key, not a config group
-        # model=mine/tiny: options in subfolders are named by their path in the group
-        valid = sorted(
-            {
-                f.relative_to(d).with_suffix("").as_posix()
-                for d in folders
-                for f in d.rglob("*.yaml")
-            }
-        )
+        if "." in group or o.is_delete() or not isinstance(value, (ChoiceSweep, list, str)):
+            continue  # a key, not a config group (or range(), glob(), null: Hydra's to judge)
+        repo = repo or config_repository(config_dirs)
+        if not repo.group_exists(group):
+            continue
+        valid = group_options(repo, group)
         items = _unquoted(value.list if isinstance(value, ChoiceSweep) else [value])
         for item in items:
             twice = (
@@ -110,9 +126,10 @@ def check_group_options(overrides: list[str], config_dirs: list[Path]) -> None:
             if option not in valid:
                 close = difflib.get_close_matches(option, valid, n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
+                where = "" if o.input_line == f"{group}={option}" else f" (in {o.input_line})"
                 fail(
-                    f"{group}={option} (in {o.input_line}): no such option.{hint} "
-                    f"Options of {group}: {', '.join(valid)}"
+                    f"{group}={option}{where}: no such option (no {group}/{option}.yaml in the "
+                    f"config folders).{hint} Options of {group}: {', '.join(valid)}"
                 )
 
 

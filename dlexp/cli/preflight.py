@@ -10,14 +10,17 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from dlexp.cli.folders import check_config_files, check_config_folders
+from dlexp.cli.grammar import check_grammar
 from dlexp.cli.overrides import (
     check_group_options,
     check_swept_values,
@@ -30,6 +33,7 @@ from dlexp.config.paths import CONFIG_DIR
 from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.config.spec import unknown_key
 from dlexp.errors import DlexpError, format_problems
+from dlexp.sweeps.manifest import read_manifest
 from dlexp.tasks.registry import override_problems, validate
 
 
@@ -49,15 +53,14 @@ def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: boo
     try:
         if not multirun:
             check_occupied(cfg, path)
-        elif (
-            (path / "manifest.json").is_file()
-            and not (path / "optuna.db").is_file()  # an Optuna study continues in new trials
-            and cfg.get("resume") != "auto"
-        ):
-            fail(
-                f"{path} already holds a sweep. Pass resume=auto to skip its finished jobs and "
-                "continue the others, or choose another hydra.sweep.dir."
-            )
+        elif (path / "manifest.json").is_file():
+            read_manifest(path)  # a damaged one is reported now, not by the sweep's callback
+            continued = (path / "optuna.db").is_file()  # a study continues in new trials
+            if not continued and cfg.get("resume") != "auto":
+                fail(
+                    f"{path} already holds a sweep. Pass resume=auto to skip its finished jobs "
+                    "and continue the others, or choose another hydra.sweep.dir."
+                )
     except DlexpError as exc:
         fail(str(exc))
 
@@ -95,7 +98,15 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
                              ("--info", args.info)) if on]  # fmt: skip
     if len(modes) > 1:
         fail(f"{' and '.join(modes)} cannot be combined: use one of them")
-    if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
+    check_config_folders(args)
+    if not args.shell_completion:
+        check_grammar(args.overrides or [], bool(args.multirun))
+    if args.shell_completion:
+        return None
+    if args.help or args.hydra_help or args.info or args.cfg:
+        dirs = config_dirs(args)
+        if dirs is not None:  # --cfg job model=lenett: the same suggestion as for a run
+            check_group_options(args.overrides or [], dirs)
         return None
     if not args.overrides and not always:
         check_output_root(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs"))
@@ -103,20 +114,25 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     overrides = first_job_overrides(args.overrides or [])
     if overrides is None:
         return None
-    config_dir = Path(args.config_path).absolute() if args.config_path else CONFIG_DIR
-    name = args.config_name or "config"
-    if not (config_dir / f"{name}.yaml").is_file():
-        return None  # a primary config from --config-dir: Hydra finds it; train() validates
-    searched = [f"file://{Path(args.config_dir).absolute()}"] if args.config_dir else []
-    searched += search_path(args.overrides or [])
-    if any(not p.startswith("file://") for p in searched if p):
-        return None  # pkg:// and other providers: leave the composing to Hydra
-    extra_dirs = [Path(p[len("file://") :]) for p in searched if p]
+    dirs = config_dirs(args)
+    if dirs is None:
+        return None
+    config_dir, extra_dirs, name = dirs[0], dirs[1:], args.config_name or "config"
+    check_config_files(extra_dirs, args.overrides or [])
     check_group_options(args.overrides or [], [config_dir, *extra_dirs])
-    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.searchpath")]
     if extra_dirs:
         overrides.append(f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]")
     composed = compose(config_dir, name, overrides)
+    search = str(OmegaConf.select(composed, "hydra.mode")).endswith("MULTIRUN")
+    if search and not args.multirun:
+        chosen = OmegaConf.select(composed, "hydra.runtime.choices.hparams_search")
+        what = (
+            f"hparams_search={chosen} is a search" if chosen else "hydra.mode=MULTIRUN is a sweep"
+        )
+        fail(f"{what} of many runs, which needs -m: dlexp -m {' '.join(args.overrides or [])}")
+    with open_dict(composed):  # resolving Hydra's own node would claim the run folder
+        del composed["hydra"]
     try:
         plain = to_plain(composed)
     except OmegaConfBaseException as exc:
@@ -136,6 +152,19 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
     return plain
+
+
+def config_dirs(args: Any) -> list[Path] | None:
+    """The primary config folder, then --config-dir and hydra.searchpath's folders; None when
+    Hydra must find the configs itself (a primary config from --config-dir, pkg:// paths)."""
+    config_dir = Path(args.config_path).absolute() if args.config_path else CONFIG_DIR
+    if not (config_dir / f"{args.config_name or 'config'}.yaml").is_file():
+        return None  # a primary config from --config-dir: Hydra finds it; train() validates
+    searched = [f"file://{Path(args.config_dir).absolute()}"] if args.config_dir else []
+    searched += search_path(args.overrides or [])
+    if any(not p.startswith("file://") for p in searched if p):
+        return None  # pkg:// and other providers: leave the composing to Hydra
+    return [config_dir, *(Path(p[len("file://") :]) for p in searched if p)]
 
 
 def check_output_root(root: str) -> None:
@@ -173,7 +202,7 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
     register_resolvers()
     with initialize_config_dir(str(config_dir), version_base="1.3", job_name="dlexp"):
         try:
-            return hydra_compose(config_name, overrides=overrides)
+            return hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as exc:
             cause = exc.__cause__
             if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(
@@ -182,8 +211,21 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
                 key = str(cause.full_key)
                 rest = [o for o in overrides if not o.startswith(f"{key}=")]
                 with contextlib.suppress(HydraException, OmegaConfBaseException):
-                    fail(explain_unknown_key(key, hydra_compose(config_name, overrides=rest)))
+                    fail(explain_unknown_key(key, hydra_compose(config_name, rest, True)))
             message = str(exc).split("\nConfig search path:")[0].strip()
+            missing = re.search(
+                r"Could not find '(.+)/([^/']+)'\s+Available options in '(.+)':", message
+            )
+            if missing:  # an option named in a config file (experiment/*.yaml) or a default
+                group, option = missing[3], missing[1].removeprefix(missing[3]).strip("/")
+                option = f"{option}/{missing[2]}" if option else missing[2]
+                options = re.findall(r"^\t(\S+)$", message, flags=re.M)
+                close = difflib.get_close_matches(option, options, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                fail(
+                    f"{group}={option}: no such option (no {group}/{option}.yaml in the config "
+                    f"folders).{hint} Options of {group}: {', '.join(options)}"
+                )
             group = re.match(r"Multiple values for (\S+)\. To override", message)
             if group:  # `+experiment=x` for a group the defaults already have
                 fail(

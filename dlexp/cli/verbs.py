@@ -108,9 +108,11 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """`key=value` overrides on a saved config; on resume only the safe keys unless forced."""
     merged = OmegaConf.create(cfg)
-    for item in overrides:
+    for i, item in enumerate(overrides):
         if "=" not in item:
-            raise DlexpError(f"expected key=value, got '{item}'")
+            after = overrides[i + 1] if i + 1 < len(overrides) else None
+            joined = f": write {item}={after}" if after is not None and "=" not in after else ""
+            raise DlexpError(f"expected key=value, got '{item}'{joined}")
         key, _ = item.split("=", 1)
         if key.lstrip("+~").startswith("hydra"):
             raise DlexpError(

@@ -8,3 +8,12 @@ VISION_DATASETS = ("mnist_sample", "mnist", "fashion_mnist", "kmnist", "cifar10"
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
 INITS = ("default", "xavier", "kaiming", "normal")
 POOLINGS = ("max", "avg")
+
+# text tables by their suffix (data.format=auto)
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlexp.config import schema_text
+from dlexp.config.derived import folder_problems
 from dlexp.config.names import ACTIVATIONS, INITS, POOLINGS, VISION_DATASETS
 from dlexp.config.spec import (
     BOOL,
@@ -45,7 +46,7 @@ TRAINER: dict[str, Any] = {
     "grad_clip": Float(0.0, nullable=True),  # 0: off, also for sequence models
     "log_every_n_steps": Int(1),
     "monitor": Spec("str"),
-    "monitor_mode": Choice("max", "min"),
+    "monitor_mode": Choice("max", "min", "auto"),
     "early_stopping": {"patience": Int(1, nullable=True), "min_delta": NONNEG},
     "limit_train_batches": Int(1, nullable=True),
     "limit_val_batches": Int(1, nullable=True),
@@ -89,7 +90,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "dlexp.models.cnn.ConvNet": {
         **_COMMON_MODEL,
         "pooling": Choice(*POOLINGS),
-        "channels": Spec("ints", lo=1),
+        "channels": Spec("ints", lo=1, min_length=1),
         "convs_per_block": Int(1),
         "kernel_size": Int(1),
     },
@@ -154,6 +155,9 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
         **_WARMUP,
         "max_lr": Float(0.0, lo_open=True, nullable=True),
         "pct_start": Float(0.0, 1.0, lo_open=True, hi_open=True),
+        "cycle_momentum": BOOL,
+        "base_momentum": Float(0.0, 1.0, hi_open=True),
+        "max_momentum": Float(0.0, 1.0, hi_open=True),
     },
 }
 
@@ -267,16 +271,17 @@ def validate_common(cfg: Mapping[str, Any]) -> list[str]:
         problems += _check_table("scheduler", sched, SCHEDULERS[name])
         if name == "onecycle" and sched.get("warmup_epochs"):
             problems.append("scheduler.warmup_epochs: onecycle has its own warm-up; set it to 0")
+        low, high = sched.get("base_momentum"), sched.get("max_momentum")
+        if _number(low) and _number(high) and low > high:
+            problems.append(
+                f"scheduler.base_momentum: the cycle's low point ({low}) is above "
+                f"scheduler.max_momentum ({high})"
+            )
 
     optim = cfg.get("optim") or {}
     if optim.get("nesterov") and not optim.get("momentum"):
         problems.append("optim.nesterov: Nesterov needs optim.momentum > 0, e.g. 0.9")
-    trainer = cfg.get("trainer") or {}
     problems += _check_run_shape(cfg)
-    mode = trainer.get("monitor_mode")
-    monitor = trainer.get("monitor")
-    if isinstance(monitor, str) and mode == "max" and monitor.endswith("loss"):
-        problems.append(
-            f"trainer.monitor_mode: '{monitor}' should be minimised; set monitor_mode=min"
-        )
+    problems += folder_problems("data.data_dir", data.get("data_dir"))
+    problems += folder_problems("paths.data_dir", (cfg.get("paths") or {}).get("data_dir"))
     return problems

@@ -9,8 +9,12 @@ tables: setting them by hand is reported as an unknown key.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from dlexp.config.files import encoding_problem
+from dlexp.config.names import SUFFIX_FORMATS
+from dlexp.config.paths import expand_path
 from dlexp.config.spec import BOOL, PROB, Choice, Float, Int, Spec, _check_table
 
 RNN = "dlexp.models.rnn.RNNClassifier"
@@ -62,6 +66,7 @@ DATA: dict[str, dict[str, Any]] = {
         "label_column": Spec("str"),
         "labels": Spec("any", nullable=True),
         "test_fraction": Float(0.0, 1.0, hi_open=True),
+        "encoding": Spec("str"),
     },
 }
 
@@ -80,6 +85,11 @@ def validate_data(prefix: str, data: Mapping[str, Any]) -> list[str]:
             "of a CSV/TSV/JSONL file (text and label columns) or of a folder with one sub-folder "
             "of .txt files per class"
         )
+    problems += [
+        p for split in ("train", "val", "test") for p in _file_problems(prefix, split, data)
+    ]
+    bad_encoding = "encoding" in data and encoding_problem(f"{prefix}.encoding", data["encoding"])
+    problems += [bad_encoding] if bad_encoding else []
     labels = data.get("labels")
     if labels is not None and (
         not isinstance(labels, list)
@@ -100,3 +110,26 @@ def validate_data(prefix: str, data: Mapping[str, Any]) -> list[str]:
             f"training data (sum < 1), got {sum(fractions)}"
         )
     return problems
+
+
+def _file_problems(prefix: str, split: str, data: Mapping[str, Any]) -> list[str]:
+    """data.train / val / test must exist and be what data.format reads (a file or a folder)."""
+    value, fmt = data.get(split), data.get("format", "auto")
+    if not isinstance(value, str) or not value or "${" in value:
+        return []
+    path = expand_path(value)
+    if not path.exists():
+        return [
+            f"{prefix}.{split}: {value} does not exist (relative paths start in {Path.cwd()}). "
+            "Give a CSV, TSV or JSONL file with a text and a label column, or a folder with "
+            "one sub-folder of .txt files per class"
+        ]
+    if fmt == "auto":
+        fmt = "folder" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix.lower(), "")
+    if fmt and (fmt == "folder") == path.is_dir():
+        return []
+    return [
+        f"{prefix}.format: {data.get('format')} does not fit {prefix}.{split}={value} "
+        f"({'a folder' if path.is_dir() else 'a file'}). Valid: csv, tsv, jsonl (files, also "
+        f"told by the suffixes {', '.join(SUFFIX_FORMATS)}) or folder"
+    ]

@@ -25,6 +25,7 @@ class Spec:
     choices: tuple[Any, ...] = ()
     nullable: bool = False
     length: int | None = None  # for ints/floats lists
+    min_length: int = 0  # for ints/floats lists: at least this many values
 
     def check(self, key: str, value: Any) -> str | None:
         if value is None:
@@ -67,6 +68,8 @@ class Spec:
                 return f"expected a list of {'integers' if self.kind == 'ints' else 'numbers'}, {given}"
             if self.length is not None and len(value) != self.length:
                 return f"expected {self.length} values, {given}"
+            if len(value) < self.min_length:
+                return f"expected at least {self.min_length} value(s) like [64, 128], {given}"
         return None
 
     def _check_range(self, value: Any) -> str | None:

@@ -14,17 +14,20 @@ The cache is keyed by the tokenizer settings; delete `aclImdb_tokens_*.npz` to r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from dlexp.config.files import decode_text
 from dlexp.data.tokenize import TOKENIZER_VERSION, Corpus, tokenize_corpus
 from dlexp.errors import DatasetNotFoundError
 
@@ -62,7 +65,7 @@ def load_imdb(data_dir: Path, *, download: bool, lowercase: bool) -> tuple[Corpu
         )
     files = [(f, label) for s in SPLITS for f, label in _review_files(folder / s)]
     labels = [label for _, label in files]
-    texts = (f.read_text(encoding="utf-8", errors="replace") for f, _ in files)
+    texts = (decode_text(f, f.read_bytes(), "utf-8") for f, _ in files)  # the release is UTF-8
     corpus = tokenize_corpus(texts, labels, lowercase)
     n_train = sum(1 for f, _ in files if f.parent.parent.name == "train")
     is_test = np.arange(len(files)) >= n_train
@@ -113,6 +116,7 @@ def _download(url: str, dest: Path) -> None:
         TransferSpeedColumn,
     )
 
+    made = not dest.parent.exists()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     console = Console(stderr=True, highlight=False)
@@ -131,9 +135,15 @@ def _download(url: str, dest: Path) -> None:
         os.replace(part, dest)
     except OSError as err:  # URLError, timeouts and disk errors are all OSErrors
         part.unlink(missing_ok=True)
-        reason = " ".join(str(getattr(err, "reason", err)).split())[:200]
+        if made:
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()  # only when empty: nothing of the failed download stays
+        reason = " ".join(str(getattr(err, "reason", err)).split())
         raise DatasetNotFoundError(
-            f"Downloading IMDB from {url} failed ({reason}). {_not_found(dest.parent)}"
+            f"Downloading IMDB from {url} into {dest.parent} failed, so nothing was kept: "
+            f"{reason}. Check the connection and try again, or download {ARCHIVE} elsewhere "
+            f"and copy it (or the extracted {FOLDER} folder) into {dest.parent} and use "
+            "data.download=false."
         ) from None
 
 
@@ -204,7 +214,7 @@ def _read_cache(path: Path, lowercase: bool) -> tuple[Corpus, np.ndarray] | None
             words = text.split("\n") if text else []
             corpus = Corpus(words, f["ids"], f["offsets"], f["labels"])
             return corpus, f["is_test"]
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged cache is simply rebuilt
 
 

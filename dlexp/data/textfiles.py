@@ -9,17 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from dlexp.config.files import decode_text
+from dlexp.config.names import SUFFIX_FORMATS
 from dlexp.config.paths import expand_path
 from dlexp.data.tokenize import Corpus, split_off, tokenize_corpus
 from dlexp.errors import DlexpError
 
-SUFFIX_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 Record = tuple[str, str, str]  # where (file and line, for messages), text, label
 
 
@@ -59,10 +54,12 @@ def _read_records(split: str, cfg: Mapping[str, Any]) -> list[Record]:
             f"({'a folder' if path.is_dir() else 'a file'}). Valid: csv, tsv, jsonl (files, "
             f"also told by the suffixes {', '.join(SUFFIX_FORMATS)}) or folder."
         )
+    encoding = cfg.get("encoding") or "utf-8"
     if fmt == "folder":
-        rows = _read_folder(key, path)
+        rows = _read_folder(key, path, encoding)
     else:
-        rows = _read_table(path, fmt, cfg["text_column"], cfg["label_column"])
+        text = decode_text(path, path.read_bytes(), encoding, "data.encoding")
+        rows = _read_table(path, text, fmt, cfg["text_column"], cfg["label_column"])
     if not rows:
         what = "no .txt files in its class folders" if fmt == "folder" else "no rows"
         raise DlexpError(f"{key}: {path} is empty ({what}); give it at least one example.")
@@ -72,10 +69,13 @@ def _read_records(split: str, cfg: Mapping[str, Any]) -> list[Record]:
     return rows
 
 
-def _read_table(path: Path, fmt: str, text_column: str, label_column: str) -> list[Record]:
+def _read_table(
+    path: Path, text: str, fmt: str, text_column: str, label_column: str
+) -> list[Record]:
     import csv
+    import io
 
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(text, newline="") as f:
         if fmt == "jsonl":
             raw = [
                 (f"{path.name} line {n}", _json_row(path, n, line)) for n, line in enumerate(f, 1)
@@ -84,7 +84,7 @@ def _read_table(path: Path, fmt: str, text_column: str, label_column: str) -> li
         else:
             csv.field_size_limit(1 << 30)  # reviews can exceed the default 128 kB per field
             reader = csv.DictReader(f, delimiter="," if fmt == "csv" else "\t")
-            raw = [(f"{path.name} line {reader.line_num}", row) for row in reader]
+            raw = _csv_rows(path, reader)
             header = list(reader.fieldnames or [])
             for column, key in ((text_column, "text_column"), (label_column, "label_column")):
                 if header and column not in header:  # (an empty file: "no rows" below)
@@ -106,6 +106,29 @@ def _read_table(path: Path, fmt: str, text_column: str, label_column: str) -> li
     return rows
 
 
+def _csv_rows(path: Path, reader: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Rows with the line each starts on; a quote never closed swallows every line after it,
+    which is said as such (the csv module reads it as one long text without a label)."""
+    import csv
+
+    rows, start = [], 2
+    try:
+        for row in reader:
+            rows.append((f"{path.name} line {start}", row))
+            if (
+                reader.line_num > start and None in row.values() and not any(row.get(None) or [])
+            ):  # a row cut short across several lines: an opening quote never closed
+                raise DlexpError(
+                    f'data: {path} line {start}: a quote (") opens a text that is never '
+                    f"closed, so lines {start}-{reader.line_num} read as one text. Close the "
+                    'quote, or double a quote inside a quoted text ("")'
+                )
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DlexpError(f"data: {path} line {reader.line_num}: {exc}") from None
+    return rows
+
+
 def _json_row(path: Path, n: int, line: str) -> dict[str, Any] | None:
     if not line.strip():
         return None
@@ -118,15 +141,16 @@ def _json_row(path: Path, n: int, line: str) -> dict[str, Any] | None:
     return row
 
 
-def _read_folder(key: str, path: Path) -> list[Record]:
+def _read_folder(key: str, path: Path, encoding: str) -> list[Record]:
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    setting = "data.encoding"
     if not folders:
         raise DlexpError(
             f"{key}: {path} has no sub-folders. The folder format wants one sub-folder of .txt "
             f"files per class, e.g. {path / 'pos' / '1.txt'} and {path / 'neg' / '2.txt'}."
         )
     return [
-        (str(f.relative_to(path.parent)), f.read_text(encoding="utf-8", errors="replace"), d.name)
+        (str(f.relative_to(path.parent)), decode_text(f, f.read_bytes(), encoding, setting), d.name)
         for d in folders
         for f in sorted(d.glob("*.txt"))
     ]

@@ -8,12 +8,14 @@ the expected file names and the ways out.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import os
 import pickle
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +144,7 @@ def _mnist_sample_arrays(cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
                 x, y = f["x"], f["y"]
             if x.shape == (5000, 28, 28) and y.shape == (5000,):
                 return x, y
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a corrupt cache is simply rebuilt
     x, y = _parse_mnist_csv(_find_mnist_csv())
     _write_cache(cache, x, y)
@@ -202,15 +204,18 @@ def _load_torchvision(
     cls = getattr(torchvision.datasets, _TORCHVISION_CLASSES[name])
     folder, files, expected = _expected_files(name, cls, root)
     _unpack_manual_archives(name, cls, root, folder)
+    before = _entries(root, folder)
     try:
         train_set = cls(root=str(root), train=True, download=download)
         test_set = cls(root=str(root), train=False, download=download)
     except (RuntimeError, OSError) as err:  # URLError is an OSError
         if download:
-            reason = " ".join(str(err).split())[:300]
+            _remove_new(root, folder, before)  # no empty folder or half file stays behind
+            reason = " ".join(str(err).split())
             raise DatasetNotFoundError(
-                f"Downloading {name} into {root} failed: {reason}. Without internet, put "
-                f"{expected} into {folder} by hand and use data.download=false, {_OFFLINE_HINT}."
+                f"Downloading {name} into {root} failed, so nothing was kept: {reason}. Check "
+                f"the connection and try again, or without internet put {expected} into "
+                f"{folder} by hand and use data.download=false, {_OFFLINE_HINT}."
             ) from None
         missing = [f for f in files if not (folder / f).is_file()]
         note = f" (missing: {', '.join(missing)})" if 0 < len(missing) < len(files) else ""
@@ -241,6 +246,28 @@ def _load_torchvision(
         test_y=test_y,
         classes=list(train_set.classes),
     )
+
+
+def _entries(root: Path, folder: Path) -> set[Path]:
+    """What exists of the data set's folders (and in them) before a download starts."""
+    places = [root, folder.parent, folder]
+    return {p for p in places if p.exists()} | {
+        e for p in places[1:] if p.is_dir() and p != root for e in p.iterdir()
+    }
+
+
+def _remove_new(root: Path, folder: Path, before: set[Path]) -> None:
+    """Remove what a failed download created: files and folders of the data set that were not
+    there before, and the folders on the way, when they are left empty."""
+    for place in (folder, folder.parent):
+        if place != root and place.is_dir():
+            for entry in place.iterdir():
+                if entry not in before:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+    for place in (folder, folder.parent, root):
+        if place not in before:
+            with contextlib.suppress(OSError):
+                place.rmdir()  # only when empty
 
 
 def _expected_files(name: str, cls: type, root: Path) -> tuple[Path, list[str], str]:

@@ -97,22 +97,45 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise DlexpError(f"{group}._target_ {model_cfg['_target_']} did not build an nn.Module")
     if example is not None:
-        _materialize_lazy(model, example)
+        _check_forward(model, example, group, inputs.get("num_classes"))
     return model
 
 
-def _materialize_lazy(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
-    """Give lazy layers (nn.LazyLinear, ...) their shapes with one example batch, before an
-    optimizer or a parameter count sees them."""
-    from torch.nn.parameter import UninitializedParameter
-
-    if not any(isinstance(p, UninitializedParameter) for p in model.parameters()):
-        return
+def _check_forward(
+    model: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    group: str,
+    num_classes: int | None,
+) -> None:
+    """One small example batch through the model before anything trains: lazy layers get their
+    shapes, and a model that cannot take the data's input (or gives the wrong number of class
+    scores) is reported as a mistake in its config, not as a shape error from deep inside."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        model(*example) if isinstance(example, tuple) else model(example)
-    model.train(was_training)
+    shape = " and ".join(str(list(t.shape)) for t in example) if isinstance(example, tuple) else (
+        str(list(example.shape))
+    )  # fmt: skip
+    name = type(model).__name__
+    try:
+        with torch.no_grad():
+            out = model(*example) if isinstance(example, tuple) else model(example)
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DlexpError(
+            f"{group}: {name} cannot take this data's input (a batch shaped {shape}): {first}. "
+            "Check the model's sizes against the data set's, or use one of dlexp's models"
+        ) from None
+    finally:
+        model.train(was_training)
+    if num_classes and not (
+        isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == num_classes
+    ):
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DlexpError(
+            f"{group}: {name} returns {got} for a batch shaped {shape}; a classifier of this "
+            f"data set must return [batch, {num_classes}], one score per class (its __init__ "
+            "gets num_classes when it takes it)"
+        )
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -184,9 +207,19 @@ def build_scheduler(
         main = S.CosineAnnealingLR(optimizer, T_max=rest, eta_min=sched_cfg["min_lr"])
     elif name == "onecycle":
         max_lr = sched_cfg.get("max_lr") or [g["lr"] for g in optimizer.param_groups]
-        return S.OneCycleLR(
-            optimizer, max_lr=max_lr, total_steps=total, pct_start=sched_cfg["pct_start"]
-        )
+        cycle = bool(sched_cfg.get("cycle_momentum", False))  # PyTorch's default is True
+        momenta = {k: sched_cfg[k] for k in ("base_momentum", "max_momentum") if k in sched_cfg}
+        try:
+            return S.OneCycleLR(
+                optimizer,
+                max_lr=max_lr,
+                total_steps=total,
+                pct_start=sched_cfg["pct_start"],
+                cycle_momentum=cycle,
+                **(momenta if cycle else {}),
+            )
+        except ValueError as exc:  # cycle_momentum on an optimizer without momentum or betas
+            raise DlexpError(f"scheduler.cycle_momentum: {exc}") from None
     else:
         raise DlexpError(
             f"scheduler.name: must be one of none, step, cosine, onecycle, got {name!r}"

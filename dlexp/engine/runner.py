@@ -151,7 +151,8 @@ class Runner:
         self.folder.set_latest(expand_path(self.cfg["paths"]["output_root"]))
         step = self.state.step if self.resume is not None else None
         self.logger = RunLogger(self.folder.path, resume_step=step)
-        self.logger.log_hparams(hparams_of(self.cfg, self.choices, self.task.unused_groups))
+        ran = self.task.effective
+        self.logger.log_hparams(hparams_of(self.cfg, self.choices, self.task.unused_groups, ran))
 
     def announce(self) -> None:
         task, resumed = self.task, self.resume is not None
@@ -325,6 +326,7 @@ class Runner:
         summary = common_fields(
             self.folder.path, self.cfg, self.choices, state,
             status=status, error=error, clock=self.clock, device=self.device,
+            effective=task.effective,
         )  # fmt: skip
         summary["task"] = task.family
         summary["monitor"] = {"metric": task.monitor.metric, "mode": task.monitor.mode}

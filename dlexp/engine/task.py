@@ -95,6 +95,9 @@ class Task(Protocol):
     columns: list[str]  # the epoch table's columns between `epoch` and `best`
     summary_keys: list[str]  # final metrics the closing panel shows
     unused_groups: tuple[str, ...]  # config groups it ignores: not its hyperparameters
+    # the settings as they ran where the config left them to dlexp or a component changed
+    # them (tracking.summary.effective_settings); {} until build() has run
+    effective: dict[str, Any]
     epochs: int
 
     def build(self, cfg: Mapping[str, Any], device: torch.device, out: Outputs) -> None:

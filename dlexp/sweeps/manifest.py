@@ -24,9 +24,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dlexp.config.derived import monitor_mode
+from dlexp.config.files import read_json
 from dlexp.tracking.runfolder import RunFolder
 
 MANIFEST = "manifest.json"
+MANIFEST_HINT = (
+    "delete it: the sweep run again with resume=auto writes a new one from its jobs' own "
+    "summary.json files"
+)
 FAILED = ("failed", "incomplete", "refused")  # a sweep with any of these exits with status 1
 
 
@@ -56,7 +62,7 @@ def _locked(sweep_dir: Path):
 def read_manifest(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / MANIFEST
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, MANIFEST_HINT)
     return {"sweep_dir": str(sweep_dir), "jobs": {}}
 
 
@@ -112,7 +118,7 @@ class SweepCallback(Callback):
         if not (sweep_dir / MANIFEST).is_file():
             return
         manifest = read_manifest(sweep_dir)
-        print_summary(manifest, str(config.trainer.get("monitor_mode", "max")))
+        print_summary(manifest, monitor_mode(config.trainer))
         if any(j["status"] in FAILED for j in manifest["jobs"].values()):
             raise SystemExit(1)  # the table above says which jobs failed and where their logs are
 
@@ -133,9 +139,10 @@ def ranked(jobs: list[dict], mode: str) -> list[dict]:
 
 def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
     """The sweep at a glance: overrides shared by every job once, then a row per job."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from dlexp.tracking.console import plain_console
 
     jobs = ranked(list(manifest["jobs"].values()), mode)
     sweep_dir = Path(manifest["sweep_dir"])
@@ -156,10 +163,10 @@ def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
         own = " ".join(o for o in job["overrides"] if o not in shared)
         table.add_row(str(job["num"]), own, job["status"], shown, where, style=style)
         if job["status"] in ("failed", "refused") and job.get("error"):
-            error = escape(" ".join(job["error"].split())[:240])
+            error = escape(" ".join(job["error"].split()))  # whole: it says what to type
             table.add_row("", f"[red]{error}[/]", "", "", "")
     counts = {s: sum(j["status"] == s for j in jobs) for s in {j["status"] for j in jobs}}
-    console = Console(highlight=False)
+    console = plain_console()
     console.print(table)
     console.print(
         ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" · {sweep_dir / MANIFEST}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlexp.config.derived import one_per_mistake
 from dlexp.config.schema import validate_common
 from dlexp.errors import DlexpError
 from dlexp.tasks.classify import schema as classify_schema
@@ -83,7 +84,7 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
         problems += FAMILIES[name].validate(cfg)
     else:
         problems.append(f"model.task: must be one of {', '.join(FAMILIES)}, got {name!r}")
-    return problems
+    return one_per_mistake(problems)
 
 
 def unused_groups(cfg: Mapping[str, Any]) -> tuple[str, ...]:

@@ -27,6 +27,16 @@ from rich.table import Table
 log = logging.getLogger("dlexp")
 
 
+def plain_console(**kwargs: Any) -> Console:
+    """A console for stdout. Without a terminal (a pipe, a log, CI) nothing wraps or folds:
+    tables and panels are as wide as their longest line, so every path and command in them
+    stays whole and can be pasted."""
+    console = Console(highlight=False, soft_wrap=True, **kwargs)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=100_000, **kwargs)
+    return console
+
+
 def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -65,7 +75,7 @@ class Reporter:
 
     def __init__(self, mode: str = "auto", columns: Sequence[str] = ()) -> None:
         # soft_wrap: a long line (a run folder's path) stays whole in a pipe, a log or CI
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console = plain_console()
         if mode == "auto":
             mode = "bar" if self.console.is_terminal else "plain"
         self.mode = mode

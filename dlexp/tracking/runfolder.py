@@ -206,6 +206,8 @@ class RunFolder:
             raise DlexpError(
                 f"{path} holds no config (a mapping of groups), but {type(cfg).__name__}"
             )
+        if not cfg:  # not an older config to fill with today's defaults: nothing is left
+            raise DlexpError(f"{path} is empty: the run's config is lost; start a new run")
         return cfg
 
     def read_summary(self) -> dict[str, Any]:

@@ -59,14 +59,18 @@ def hparams_of(
     cfg: Mapping[str, Any],
     choices: Mapping[str, str] | None = None,
     ignored: Sequence[str] = (),
+    effective: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`;
     `ignored`: the groups the run's family does not use (a GAN's optimizers live in its model
-    config, so optim, scheduler and regularization do not apply to it)."""
+    config, so optim, scheduler and regularization do not apply to it). `effective` (the
+    summary's) replaces what the config left to dlexp (null, auto) with the value that ran."""
     groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
     groups = tuple(g for g in groups if g not in ignored)
     keep = {g: cfg[g] for g in groups if g in cfg}
     flat = flatten(keep)
+    ran = flatten(dict(effective or {}))
+    flat.update({k: v for k, v in ran.items() if k in flat or k.split(".")[0] in groups})
     for noisy in NOT_HPARAMS:
         flat.pop(noisy, None)
     for group, choice in (choices or {}).items():

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dlexp.config.derived import monitor_mode
 from dlexp.errors import DlexpError
 from dlexp.tracking.runfolder import find_run
 from dlexp.tracking.runlog import hparams_of
@@ -119,7 +120,7 @@ def load_run(folder: Path, ignored: Ignored = lambda cfg: ()) -> Row:
         records = epoch_records(folder)
         final = {k: v for k, v in (records[-1] if records else {}).items() if "/" in k}
         values = [v for v in (number(r.get(monitor)) for r in records) if v is not None]
-        pick = min if trainer.get("monitor_mode") == "min" else max
+        pick = min if monitor_mode(trainer) == "min" else max
         best, test, wall = (pick(values) if values else None), {}, None
         status, epochs = "running", len(records)
     else:
@@ -127,7 +128,7 @@ def load_run(folder: Path, ignored: Ignored = lambda cfg: ()) -> Row:
         best, wall = (summary.get("best") or {}).get("value"), summary.get("wall_time_s")
         status, epochs = summary.get("status", "unknown"), summary.get("epochs_completed")
     metrics = {f"best/{monitor}": best, **final, **test, "epochs": epochs, "wall_time_s": wall}
-    hparams = hparams_of(cfg, choices or {}, ignored(cfg))
+    hparams = hparams_of(cfg, choices or {}, ignored(cfg), summary.get("effective"))
     row: Row = {"folder": folder, "status": status, **hparams}
     return row | {k: number(v) for k, v in metrics.items()}
 

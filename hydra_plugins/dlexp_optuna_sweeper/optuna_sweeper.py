@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -26,10 +26,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.config.derived import monitor_mode
 from dlexp.sweeps import trial as link  # torch-free: the job side of the contract
 
 log = logging.getLogger(__name__)
-DIRECTIONS = {"max": "maximize", "min": "minimize"}  # trainer.monitor_mode's words, too
+# trainer.monitor_mode's words, too; auto: as trainer.monitor_mode=auto, from trainer.monitor
+DIRECTIONS = {"max": "maximize", "min": "minimize", "auto": "auto"}
 LINK_KEYS = [f"{link.LINK_KEY}.{key}" for key in ("storage", "study", "trial")]
 
 
@@ -125,8 +127,8 @@ class DlexpOptunaSweeper(Sweeper):
             text
             for bad, text in (
                 (
-                    self.direction not in ("maximize", "minimize"),
-                    f"hydra.sweeper.direction: must be maximize or minimize (or max, min), "
+                    self.direction not in ("maximize", "minimize", "auto"),
+                    f"hydra.sweeper.direction: must be maximize or minimize (or max, min, auto), "
                     f"got {direction!r}",
                 ),
                 (n_jobs < 1, f"hydra.sweeper.n_jobs: must be >= 1, got {n_jobs}"),
@@ -144,6 +146,8 @@ class DlexpOptunaSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
+        if self.direction == "auto":  # the direction of the metric the runs report
+            self.direction = DIRECTIONS[monitor_mode(config.get("trainer") or {})]
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -151,22 +155,27 @@ class DlexpOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         """Run the trials the study lacks to reach `n_trials` (done + pruned), then report."""
         if importlib.util.find_spec("optuna") is None:
-            raise HydraException("the Optuna sweeper needs optuna: pip install 'dlexp[sweeps]'")
+            _refuse("the Optuna sweeper needs optuna: pip install 'dlexp[sweeps]'")
         try:
             space = parse_space(self.params, arguments)
         except HydraException as exc:
             self.problems.append(str(exc))
         if self.problems:
-            from dlexp.tracking.console import print_error
-
-            print_error("the search has problems:\n  " + "\n  ".join(self.problems))
-            raise SystemExit(2)
+            _refuse("the search has problems:\n  " + "\n  ".join(self.problems))
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         url = self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
         study = self._open_study(url)
-        to_run = max(0, self.n_trials - _counted(study))
+        have = _counted(study)
+        if have >= self.n_trials:  # the total is reached: say so rather than run nothing
+            _refuse(
+                f"study {self.study_name!r} in {url} has {have} trials already (complete or "
+                f"pruned), and hydra.sweeper.n_trials={self.n_trials} is the study's total, so "
+                f"none would run. For 10 more: the same command with "
+                f"hydra.sweeper.n_trials={have + 10}"
+            )
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        to_run = self.n_trials - have
         log.info(f"Optuna study {self.study_name!r} in {url}: {to_run} trials to run")
         returns = []
         while to_run > 0:  # failed trials are not replaced here: a broken config can't loop
@@ -180,15 +189,20 @@ class DlexpOptunaSweeper(Sweeper):
         import optuna
         from hydra.utils import instantiate
 
-        study = optuna.create_study(
-            storage=link.open_storage(url),
-            study_name=self.study_name,
-            direction=self.direction,
-            load_if_exists=True,
-            pruner=link.build_pruner(self.pruner_conf),
-        )
+        pruner = link.build_pruner(self.pruner_conf)
+        try:
+            study = optuna.create_study(
+                storage=link.open_storage(url),
+                study_name=self.study_name,
+                direction=self.direction,
+                load_if_exists=True,
+                pruner=pruner,
+            )
+        except Exception as exc:  # a damaged database, a server that does not answer, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            _refuse(f"cannot open the Optuna study in {url}: {first}")
         if study.direction.name.lower() != self.direction:
-            raise HydraException(
+            _refuse(
                 f"study {self.study_name!r} in {url} is to {study.direction.name.lower()}; "
                 f"this search asks to {self.direction} (hydra.sweeper.direction)"
             )
@@ -279,6 +293,14 @@ class DlexpOptunaSweeper(Sweeper):
             f"More trials in this study: the same command with hydra.sweep.dir={sweep_dir} "
             f"hydra.sweeper.n_trials={self.n_trials + 10} (a total)"
         )
+
+
+def _refuse(message: str) -> NoReturn:
+    """One message and exit status 2, as for every other mistake (Hydra would say exit 1)."""
+    from dlexp.tracking.console import print_error
+
+    print_error(message)
+    raise SystemExit(2)
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlexp.config import schema_text
+from dlexp.config.derived import model_image_problems, monitor_problems
 from dlexp.config.schema import (
     MODELS,
     OPTIMIZERS,
@@ -28,6 +29,11 @@ def validate(cfg: Mapping[str, Any]) -> list[str]:
     problems += _check_target_group("optim", cfg.get("optim") or {}, OPTIMIZERS)
     problems += check_combination(cfg)
     problems += check_monitor(cfg)
+    if not any(p.startswith("trainer.monitor:") for p in problems):
+        problems += monitor_problems(cfg.get("trainer") or {})
+    data = cfg.get("data") or {}
+    if data.get("kind", "image") == "image":
+        problems += model_image_problems(model, data)
     return problems
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlexp.config.derived import monitor_mode
 from dlexp.data.pipeline import build_data
 from dlexp.engine import distributed
 from dlexp.engine.builders import (
@@ -27,6 +28,7 @@ from dlexp.engine.task import Monitor, NonFiniteLoss, Outputs
 from dlexp.errors import DlexpError
 from dlexp.tasks.classify.loop import LoopOptions, TrainState, evaluate, train_one_epoch
 from dlexp.tracking import figures
+from dlexp.tracking.summary import effective_settings
 
 FAMILY = "classify"
 
@@ -41,13 +43,14 @@ class ClassifyTask:
     def __init__(self) -> None:
         self.monitor = Monitor("val/acc", "max")
         self.epochs = 0
+        self.effective: dict[str, Any] = {}
 
     # -- building ----------------------------------------------------------------------------
     def build(self, cfg: Mapping[str, Any], device: torch.device, out: Outputs) -> None:
         self.cfg, self.device, self.out = cfg, device, out
         trainer = cfg["trainer"]
         self.epochs = trainer["epochs"]
-        self.monitor = Monitor(trainer["monitor"], trainer["monitor_mode"])
+        self.monitor = Monitor(trainer["monitor"], monitor_mode(trainer))
         # the data decides channels/classes; the model decides the input size (LeNet: 32)
         self.data = build_data(
             cfg["data"],
@@ -93,6 +96,10 @@ class ClassifyTask:
         )  # fmt: skip
         self.weights = regularized_weights(self.model)
         self._check_monitor()
+        self.effective = effective_settings(
+            cfg, device=device, grad_clip=self.opts.grad_clip, threads=torch.get_num_threads(),
+            optimizers={"optim": self.optimizer}, channels_last=channels_last, data=self.data,
+        )  # fmt: skip
 
     def _check_monitor(self) -> None:
         valid = ["train/loss", "train/acc"]

@@ -23,7 +23,7 @@ OPTIM_HINT = (
     "set model.optim_g.* and model.optim_d.* (e.g. model.optim_d.lr=2e-4)"
 )
 GAN_INITS = ("dcgan", "default")
-_WIDTHS = Spec("ints", lo=1)
+_WIDTHS = Spec("ints", lo=1, min_length=1)
 _SLOPE = Float(0.0, 1.0)
 
 GENERATORS: dict[str, dict[str, Any]] = {
@@ -78,6 +78,8 @@ MODEL: dict[str, Any] = {
     "eval": EVAL,
 }
 REQUIRED = (*MODEL, *_GROUPS)
+# what a search config puts in model.eval.feature_checkpoint to say it must be given
+PLACEHOLDER = "set model.eval.feature_checkpoint="
 
 
 def validate(cfg: Mapping[str, Any]) -> list[str]:
@@ -123,7 +125,19 @@ def _eval_problems(cfg: Mapping[str, Any]) -> list[str]:
     if not isinstance(path, str) or not path:
         return []
     problems = []
-    if not expand_path(path).is_file():
+    if path.startswith(PLACEHOLDER):  # a search config's reminder, not a path
+        problems.append(
+            "model.eval.feature_checkpoint: this search judges the generator with a feature "
+            "network and needs one: add model.eval.feature_checkpoint=<a classifier run>/"
+            "checkpoints/best.pt to the command (train one on the same data with dlexp "
+            "model=lenet)"
+        )
+    elif expand_path(path).is_dir():
+        problems.append(
+            f"model.eval.feature_checkpoint: {path} is a folder; give the checkpoint file in "
+            f"it, e.g. {path.rstrip('/')}/checkpoints/best.pt"
+        )
+    elif not expand_path(path).is_file():
         problems.append(
             f"model.eval.feature_checkpoint: no file at {path!r}; give the checkpoints/best.pt of "
             "a classification run on the same data set (e.g. dlexp model=lenet), or null"

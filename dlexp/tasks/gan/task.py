@@ -28,6 +28,7 @@ from dlexp.tasks.gan.loop import (
     reset_epoch,
     train_one_epoch,
 )
+from dlexp.tracking.summary import effective_settings
 
 FAMILY = "gan"
 MONITOR = "eval/frechet_distance"
@@ -52,6 +53,7 @@ class GanTask:
     unused_groups = ("optim", "scheduler", "regularization")
 
     def __init__(self) -> None:
+        self.effective: dict[str, Any] = {}
         self.monitor = Monitor(FALLBACK, "last")
         self.epochs = 0
         self.evaluation: Evaluation | None = None
@@ -97,6 +99,10 @@ class GanTask:
             self.reference = self.evaluation.reference()
             self.monitor = Monitor(MONITOR, "min")
         self.opts = gan_options(trainer, model, device)
+        optimizers = {"model.optim_g": self.opt_g, "model.optim_d": self.opt_d}
+        self.effective = effective_settings(
+            cfg, device=device, grad_clip=self.opts.grad_clip, optimizers=optimizers
+        )
 
     def _noise(self, n: int, seed: int) -> torch.Tensor:
         """Noise from its own CPU generator: the same for a seed on any device, and drawing

@@ -35,6 +35,7 @@ from dlexp.tasks.vae.loop import (
 from dlexp.tasks.vae.network import build_network, vae_options
 from dlexp.tasks.vae.probe import probe_accuracy
 from dlexp.tasks.vae.schema import MONITORS
+from dlexp.tracking.summary import effective_settings
 
 FAMILY = "vae"
 # seeds derived from trainer.seed: the sample grid's noise is the seed itself
@@ -58,6 +59,7 @@ class VaeTask:
     unused_groups = ("regularization",)
 
     def __init__(self) -> None:
+        self.effective: dict[str, Any] = {}
         self.monitor = Monitor("val/neg_elbo", "min")
         self.columns = list(COLUMNS)
         self.epochs = 0
@@ -110,6 +112,9 @@ class VaeTask:
         if self.opts.denoise != "none":  # the same corruption every epoch
             gen = torch.Generator().manual_seed(self.seed + FIGURE_NOISE)
             self.shown.append(corrupt(shown, self.opts.denoise, self.opts.denoise_level, gen))
+        self.effective = effective_settings(
+            cfg, device=device, grad_clip=self.opts.grad_clip, optimizers={"optim": self.optimizer}
+        )
 
     def _noise(self, n: int, seed: int) -> torch.Tensor:
         """Noise from its own CPU generator: the same on any device, and the training RNG
