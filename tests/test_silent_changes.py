@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dlexp.config.derived import monitor_mode
 from dlexp.config.resolvers import to_plain
 from dlexp.engine.builders import build_optimizer, build_scheduler
 from dlexp.tracking.runlog import hparams_of
@@ -90,7 +91,7 @@ def test_an_image_models_size_and_the_loader_are_recorded(make_cfg) -> None:
     optimizer = build_optimizer(cfg["optim"], torch.nn.Linear(2, 2))
     ran = effective_settings(
         cfg, device="cpu", grad_clip=None, optimizers={"optim": optimizer}, threads=2,
-        channels_last=True, data=data,
+        channels_last=True, data=data, monitor_mode=monitor_mode(cfg["trainer"]),  # as classify's
     )  # fmt: skip
     assert ran["model.image_size"] == 28 and ran["data.loader"] == "tensor"
     assert ran["trainer.monitor_mode"] == "min" and ran["trainer.grad_clip"] == 0.0

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dlexp.config.derived import monitor_mode
 from dlexp.tracking.provenance import Stopwatch, environment, git_info
 from dlexp.tracking.runfolder import RunFolder, now_iso
 
@@ -82,20 +81,21 @@ def effective_settings(
     threads: int | None = None,
     channels_last: bool | None = None,
     data: Any = None,
+    monitor_mode: str | None = None,
 ) -> dict[str, Any]:
     """The settings as they ran, where the config left the choice to dlexp or PyTorch (null,
     auto) or where a component changes a configured value: config.yaml keeps what was asked,
     summary.json ("effective") and HParams say what ran.
 
     `optimizers` maps each optimizer's config key (optim, model.optim_g, ...) to the optimizer,
-    read after the scheduler is built (a one-cycle schedule may own the momentum)."""
-    trainer = cfg["trainer"]
+    read after the scheduler is built (a one-cycle schedule may own the momentum).
+    `monitor_mode`: the direction a task's monitor follows, where trainer.monitor_mode applies."""
     ran: dict[str, Any] = {
         "trainer.device": str(device),
         "trainer.grad_clip": float(grad_clip or 0.0),  # 0.0: off
     }
-    if (cfg.get("model") or {}).get("task", "classify") == "classify":  # the others: their own
-        ran["trainer.monitor_mode"] = monitor_mode(trainer)
+    if monitor_mode is not None:
+        ran["trainer.monitor_mode"] = monitor_mode
     if threads is not None and str(device).startswith("cpu"):
         ran["trainer.threads"] = threads
     if channels_last is not None:

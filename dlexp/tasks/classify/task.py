@@ -99,6 +99,7 @@ class ClassifyTask:
         self.effective = effective_settings(
             cfg, device=device, grad_clip=self.opts.grad_clip, threads=torch.get_num_threads(),
             optimizers={"optim": self.optimizer}, channels_last=channels_last, data=self.data,
+            monitor_mode=self.monitor.mode,
         )  # fmt: skip
 
     def _check_monitor(self) -> None:
