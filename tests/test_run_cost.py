@@ -138,3 +138,15 @@ def test_the_fast_exit_runs_what_a_normal_exit_would(tmp_path: Path):
     assert done.stdout == "no newline at the end"
     assert (tmp_path / "atexit").read_text() == "ran"
     assert (tmp_path / "thread").read_text() == "joined"
+
+
+def test_requirements_read_from_the_headers_match_the_full_metadata():
+    from importlib.metadata import distributions
+
+    from dlexp.tracking.provenance import name_and_version, requirements
+
+    slow = {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
+    assert requirements().splitlines() == sorted(slow)
+    header = "Metadata-Version: 2.1\nName: x-y\nVersion: 1.0\n\nName: not a header\n"
+    assert name_and_version(header) == ("x-y", "1.0")
+    assert name_and_version(None) == (None, None)
