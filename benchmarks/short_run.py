@@ -3,10 +3,12 @@ the same work (LeNet on the cached digits, channels_last, validation every epoch
 epoch's weights on the test split). Each is a fresh process, timed from launch to exit,
 interleaved; medians and the ratio plain/dlexp (1.0: dlexp costs nothing extra).
 
-A second table breaks dlexp's time into phases, from a few runs with timestamps taken inside
-the process (the wrapped functions are dlexp's own; nothing else changes).
+Each run also says where its time went, from timestamps taken inside the process: launch to
+first step, the epochs, after the epochs; for dlexp, phase by phase (its own functions,
+wrapped; nothing else changes). On a busy machine the epochs vary most: the time beyond the
+epochs is the steadier measure of what a run costs.
 
-    python benchmarks/short_run.py [--epochs 3] [--repeats 7] [--phase-runs 3]
+    python benchmarks/short_run.py [--epochs 3] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import interleaved, median, report
@@ -185,47 +188,57 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--phase-runs", type=int, default=3)
     parser.add_argument("--plain", action="store_true", help="be the plain script (one run)")
     parser.add_argument("--launch", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain:
         print(json.dumps(plain_run(args.epochs, cache_file(), args.launch or time.time())))
         return
-    py, epochs = sys.executable, f"trainer.epochs={args.epochs}"
+    epochs = f"trainer.epochs={args.epochs}"
+    plain_cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--plain",
+        f"--epochs={args.epochs}",
+    ]
+    records: dict[str, list[dict[str, float]]] = {"plain script": [], "dlexp": []}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "DLEXP_OUTPUT_ROOT": str(Path(tmp) / "out")}
-        dlexp_cmd = [py, "-m", "dlexp", epochs]
-        plain_cmd = [py, str(Path(__file__).resolve()), "--plain", f"--epochs={args.epochs}"]
-        whole(dlexp_cmd, env)  # writes the digits' cache if missing; warms the file cache
-        whole(plain_cmd, env)
-        runs = {
-            "plain script": lambda: whole(plain_cmd, env),
-            "dlexp": lambda: whole(dlexp_cmd, env),
-        }
-        times = interleaved(runs, args.repeats)
-        dlexp_phases, plain_split = [], []
-        for _ in range(args.phase_runs):
-            dlexp_phases.append(phased([epochs], env, Path(tmp)))
-            plain_split.append(plain_phases(plain_cmd, env))
+        phased([epochs], env, Path(tmp))  # writes the digits' cache if missing; warms up
+        plain_phases(plain_cmd, env)
+
+        def run(name: str, measure: Callable[[], dict[str, float]]) -> Callable[[], float]:
+            def once() -> float:
+                records[name].append(measure())
+                return records[name][-1]["whole"]
+
+            return once
+
+        times = interleaved(
+            {
+                "plain script": run("plain script", lambda: plain_phases(plain_cmd, env)),
+                "dlexp": run("dlexp", lambda: phased([epochs], env, Path(tmp))),
+            },
+            args.repeats,
+        )
     plain_s, dlexp_s = median(times["plain script"]), median(times["dlexp"])
     rows = [
         {"run": name, "seconds (median)": median(t), "min": min(t), "max": max(t)}
         for name, t in times.items()
     ]
     rows.append({"run": "ratio plain/dlexp", "seconds (median)": plain_s / dlexp_s})
+    for r in records.values():
+        for one in r:
+            one["beyond the epochs"] = one["whole"] - one[SPLIT[1]]
     split = [
-        {
-            "part": part,
-            "plain script": median([p[part] for p in plain_split]),
-            "dlexp": median([p[part] for p in dlexp_phases]),
-        }
-        for part in SPLIT
+        {"part": part, **{name: median([one[part] for one in r]) for name, r in records.items()}}
+        for part in (*SPLIT, "beyond the epochs")
     ]
     breakdown = [
-        {"phase": name, "seconds": median([p[name] for p in dlexp_phases])} for name, _, _ in PHASES
+        {"phase": name, "seconds": median([one[name] for one in records["dlexp"]])}
+        for name, _, _ in PHASES
     ]
-    extra = {"epochs": args.epochs, "times": times, "split": split, "phases": breakdown}
+    extra = {"epochs": args.epochs, "runs": records, "split": split, "phases": breakdown}
     report("short_run", ["run", "seconds (median)", "min", "max"], rows, extra)
     for columns, table in (
         (["part", "plain script", "dlexp"], split),
