@@ -7,11 +7,12 @@ benchmark fails here instead of the next time someone measures.
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_jsonl
+from tests.conftest import cli_env, read_jsonl
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 pytestmark = pytest.mark.slow
@@ -44,3 +45,16 @@ def test_parity_gan_drives_a_gan_epoch(tmp_path):
     assert parity_gan.dlexp_epoch(run) > 0
     assert run.state.step == len(run.task.loader) > 0 and run.state.g_steps == run.state.step
     run.logger.close()
+
+
+def test_short_run_splits_both_runs_into_the_same_parts(tmp_path):
+    short_run = importlib.import_module("short_run")
+    env = cli_env(tmp_path)
+    overrides = ["trainer.epochs=1", "trainer.limit_train_batches=3", "trainer.progress=none"]
+    dlexp = short_run.phased(overrides, env, tmp_path)  # also writes the digits' cache
+    assert set(dlexp) == {name for name, _, _ in short_run.PHASES} | set(short_run.SPLIT)
+    assert all(seconds >= 0 for seconds in dlexp.values()), dlexp
+    assert sum(dlexp[part] for part in short_run.SPLIT[:3]) == pytest.approx(dlexp["whole"])
+    script = Path(short_run.__file__).resolve()
+    plain = short_run.plain_phases([sys.executable, str(script), "--plain", "--epochs=1"], env)
+    assert set(plain) == set(short_run.SPLIT) and all(s > 0 for s in plain.values()), plain

@@ -80,13 +80,13 @@ class Runner:
         if self.logger is None:
             return
         self.logger.log_figure(tag, fig, step)
-        figures.save_and_close(fig, self.folder.figure(filename or f"{tag.split('/')[-1]}.png"))
+        figures.save_png(fig, self.folder.figure(filename or f"{tag.split('/')[-1]}.png"))
 
     def image(self, tag: str, grid: Any, step: int, filename: str, title: str = "") -> None:
         if self.logger is None:
             return
         figures.save_grid(grid, self.folder.figure(filename))
-        self.logger.log_figure(tag, figures.grid_figure(grid, title), step)
+        self.logger.log_figure(tag, figures.grid_image(grid, title), step)
 
     def info(self, message: str) -> None:
         self.reporter.info(message)

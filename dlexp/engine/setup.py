@@ -33,7 +33,9 @@ def setup_torch(trainer: Mapping[str, Any]) -> torch.device:
     deterministic = bool(trainer["deterministic"])
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        # only when it changes: the call imports torch's compiler (~1 s) to set its flag too
+        torch.use_deterministic_algorithms(deterministic)
     # fixed input shapes: let cuDNN pick the fastest kernels, unless results must repeat
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     if device.type == "cuda":

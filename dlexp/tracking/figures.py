@@ -1,4 +1,8 @@
-"""Pictures people would rather look at than read: a confusion matrix and misclassified examples."""
+"""Pictures people would rather look at than read: a confusion matrix and misclassified examples.
+
+Drawn with PIL into RGB arrays (H, W, 3, uint8), which go to PNG files and to TensorBoard as
+they are: a few milliseconds each, where matplotlib took most of a second to import and draw.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dlexp.errors import DlexpError
 
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display needed; figures go to files and TensorBoard
-    import matplotlib.pyplot as plt
-
-    return plt
+WHITE, BLACK, GRID = (255, 255, 255), (0, 0, 0), (210, 210, 210)
+CRIMSON = (220, 20, 60)
+# matplotlib's "Blues", from no share of a true class (white) to all of it (dark blue)
+BLUES = np.array(
+    [
+        (247, 251, 255), (222, 235, 247), (198, 219, 239), (158, 202, 225), (107, 174, 214),
+        (66, 146, 198), (33, 113, 181), (8, 81, 156), (8, 48, 107),
+    ],
+    dtype=np.float64,
+)  # fmt: skip
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -26,57 +33,120 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes).cpu()
 
 
-def confusion_figure(counts: torch.Tensor, classes: Sequence[str]) -> Any:
-    plt = _pyplot()
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # a scalable font (Pillow >= 10.1)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _text_width(draw: Any, text: str, font: Any) -> int:
+    return int(draw.textlength(text, font=font))
+
+
+def _vertical(text: str, font: Any, color: tuple[int, int, int]) -> Any:
+    """`text` turned 90° to the left, on a transparent image, to paste beside a matrix."""
+    from PIL import Image, ImageDraw
+
+    width = int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=font)) + 2
+    img = Image.new("RGBA", (width, font.size + 4), (0, 0, 0, 0))
+    ImageDraw.Draw(img).text((1, 1), text, fill=color, font=font)
+    return img.rotate(90, expand=True)
+
+
+def blues(rates: np.ndarray) -> np.ndarray:
+    """Shares in [0, 1] → RGB uint8 colours along the Blues ramp."""
+    pos = np.clip(rates, 0, 1) * (len(BLUES) - 1)
+    low = np.floor(pos).astype(int).clip(max=len(BLUES) - 2)
+    frac = (pos - low)[..., None]
+    return np.rint(BLUES[low] * (1 - frac) + BLUES[low + 1] * frac).astype(np.uint8)
+
+
+def confusion_image(counts: torch.Tensor, classes: Sequence[str]) -> np.ndarray:
+    """Rows: true class, columns: predicted; cells coloured by the share of their row, with
+    the counts written in (up to 20 classes)."""
+    from PIL import Image, ImageDraw
+
     n = len(classes)
-    size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    rates = counts.float() / counts.sum(1, keepdim=True).clamp_min(1)
-    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    table = counts.numpy().astype(np.int64)
+    rates = table / np.maximum(table.sum(1, keepdims=True), 1)
+    cell = 36 if n <= 12 else 28 if n <= 20 else max(6, 560 // n)
+    font, small = _font(11), _font(10)
+    # many classes: labels as tall as a cell, borders only where they show
+    label_font = font if cell >= 14 else _font(max(6, cell - 2))
     labels = [str(c)[:12] for c in classes]
-    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 45, ha="right")
-    ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                value = int(counts[i, j])
-                if value:
-                    color = "white" if rates[i, j] > 0.5 else "black"
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color=color)
-    accuracy = counts.diag().sum().item() / max(1, counts.sum().item())
-    ax.set_title(f"confusion matrix (accuracy {accuracy:.2%})")
-    fig.tight_layout()
-    return fig
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(_text_width(measure, s, label_font) for s in labels) + 8
+    left, top = label_w + 20, 44
+    columns = [_vertical(s, label_font, BLACK) for s in labels]
+    bottom = max(c.height for c in columns) + 24
+    side = n * cell
+    img = Image.new("RGB", (max(left + side + 12, 280), top + side + bottom), WHITE)
+    draw = ImageDraw.Draw(img)
+    accuracy = np.trace(table) / max(1, table.sum())
+    draw.text((8, 6), f"confusion matrix (accuracy {accuracy:.2%})", fill=BLACK, font=font)
+    draw.text((8, 22), "colour: share of the true class", fill=(90, 90, 90), font=small)
+    pixels = np.repeat(np.repeat(blues(rates), cell, 0), cell, 1)
+    img.paste(Image.fromarray(pixels), (left, top))
+    for k in range(n + 1 if cell >= 8 else 0):  # cell borders
+        draw.line([(left + k * cell, top), (left + k * cell, top + side)], fill=GRID)
+        draw.line([(left, top + k * cell), (left + side, top + k * cell)], fill=GRID)
+    for i in range(n):
+        y = top + i * cell + cell // 2
+        draw.text((left - 6, y), labels[i], fill=BLACK, font=label_font, anchor="rm")
+        col = columns[i]
+        img.paste(col, (left + i * cell + (cell - col.width) // 2, top + side + 4), col)
+        if n > 20:
+            continue
+        for j in range(n):
+            if table[i, j]:
+                color = WHITE if rates[i, j] > 0.5 else BLACK
+                xy = (left + j * cell + cell // 2, y)
+                draw.text(xy, str(table[i, j]), fill=color, font=small, anchor="mm")
+    draw.text((left + side // 2, img.height - 6), "predicted", fill=BLACK, font=font, anchor="md")
+    true = _vertical("true", font, BLACK)
+    img.paste(true, (2, top + (side - true.height) // 2), true)
+    return np.asarray(img)
 
 
-def misclassified_figure(
+def misclassified_image(
     images: torch.Tensor,
     targets: torch.Tensor,
     preds: torch.Tensor,
     classes: Sequence[str],
     limit: int = 32,
-) -> Any:
-    """A grid of wrongly classified uint8 images (N, C, H, W) titled 'true → predicted'."""
-    plt = _pyplot()
-    wrong = (preds.cpu() != targets.cpu()).nonzero().flatten()[:limit]
-    cols = 8
+) -> np.ndarray:
+    """A grid of wrongly classified uint8 images (N, C, H, W), each captioned "true->predicted"."""
+    from PIL import Image, ImageDraw
+
+    wrong = (preds.cpu() != targets.cpu()).nonzero().flatten()[:limit].tolist()
+    captions = [
+        f"{short_label(classes[int(targets[i])])}->{short_label(classes[int(preds[i])])}"
+        for i in wrong
+    ]
+    font, small = _font(11), _font(10)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((_text_width(measure, c, small) for c in captions), default=0)
+    scale = max(1, 64 // int(images.shape[-1]))
+    thumb = int(images.shape[-1]) * scale
+    tile_w, tile_h, cols, head = max(thumb, widest) + 8, thumb + 20, 8, 26
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):
-        img = images[i].cpu()
-        if img.shape[0] == 1:
-            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255)
-        else:
-            ax.imshow(img.permute(1, 2, 0).numpy())
-        true, pred = short_label(classes[int(targets[i])]), short_label(classes[int(preds[i])])
-        ax.set_title(f"{true}→{pred}", fontsize=8, color="crimson")
-    fig.suptitle(f"misclassified validation examples ({len(wrong)} shown)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    img = Image.new("RGB", (cols * tile_w + 8, head + rows * tile_h + 4), WHITE)
+    draw = ImageDraw.Draw(img)
+    draw.text(
+        (6, 6), f"misclassified validation examples ({len(wrong)} shown)", fill=BLACK, font=font
+    )
+    for k, (i, caption) in enumerate(zip(wrong, captions, strict=True)):
+        x, y = 4 + (k % cols) * tile_w, head + (k // cols) * tile_h
+        pixels = images[i].cpu().permute(1, 2, 0).numpy()
+        if pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        pixels = np.ascontiguousarray(np.repeat(np.repeat(pixels, scale, 0), scale, 1))
+        draw.text((x + tile_w // 2, y + 7), caption, fill=CRIMSON, font=small, anchor="mm")
+        img.paste(Image.fromarray(pixels), (x + (tile_w - thumb) // 2, y + 15))
+    return np.asarray(img)
 
 
 def short_label(name: str, limit: int = 9) -> str:
@@ -85,10 +155,14 @@ def short_label(name: str, limit: int = 9) -> str:
     return name.split(" - ")[0] if " - " in name else name[:limit]
 
 
-def save_and_close(fig: Any, path: Any) -> None:
+def save_png(image: np.ndarray, path: Path) -> None:
+    """Write an RGB array as a PNG, atomically: a run stopped meanwhile leaves no half file."""
+    from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
 
 
 def validation_figures(
@@ -96,12 +170,12 @@ def validation_figures(
     targets: torch.Tensor,
     classes: Sequence[str],
     images: torch.Tensor | None = None,
-) -> dict[str, Any]:
-    """name → figure: the confusion matrix, and misclassified examples when there are images."""
+) -> dict[str, np.ndarray]:
+    """name → RGB image: the confusion matrix, and misclassified examples when there are images."""
     counts = confusion_matrix(preds, targets, len(classes))
-    figs = {"confusion_matrix": confusion_figure(counts, classes)}
+    figs = {"confusion_matrix": confusion_image(counts, classes)}
     if images is not None:
-        figs["misclassified"] = misclassified_figure(images, targets, preds, classes)
+        figs["misclassified"] = misclassified_image(images, targets, preds, classes)
     return figs
 
 
@@ -116,14 +190,18 @@ def save_grid(grid: torch.Tensor, path: Path) -> None:
         raise DlexpError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def grid_figure(grid: torch.Tensor, title: str) -> Any:
-    """A titled matplotlib Figure of a grid (for TensorBoard's images tab). No pyplot: nothing
-    global to set up or close."""
-    from matplotlib.figure import Figure
+def grid_image(grid: torch.Tensor, title: str = "") -> np.ndarray:
+    """A grid [3, H, W] in [0, 1] as an RGB array, with `title` above it (TensorBoard)."""
+    from PIL import Image, ImageDraw
 
-    fig = Figure(figsize=(4, 4.3), layout="tight")
-    ax = fig.subplots()
-    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
-    return fig
+    pixels = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    if not title:
+        return np.ascontiguousarray(pixels)
+    font, head = _font(11), 20
+    width = max(
+        pixels.shape[1], _text_width(ImageDraw.Draw(Image.new("RGB", (1, 1))), title, font) + 8
+    )
+    img = Image.new("RGB", (width, pixels.shape[0] + head), WHITE)
+    img.paste(Image.fromarray(np.ascontiguousarray(pixels)), ((width - pixels.shape[1]) // 2, head))
+    ImageDraw.Draw(img).text((4, 4), title, fill=BLACK, font=font)
+    return np.asarray(img)

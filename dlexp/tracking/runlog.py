@@ -118,7 +118,12 @@ class RunLogger:
                 self._tb.add_scalar(tag, value, step)
 
     def log_figure(self, tag: str, figure: Any, step: int) -> None:
-        if self._tb is not None:
+        """`figure`: an RGB array (H, W, 3, uint8), or a matplotlib Figure."""
+        if self._tb is None:
+            return
+        if getattr(figure, "ndim", None) == 3:
+            self._tb.add_image(tag, figure, step, dataformats="HWC")
+        else:
             self._tb.add_figure(tag, figure, step, close=False)
 
     def log_hparams(self, hparams: Mapping[str, Any]) -> None:
