@@ -64,6 +64,7 @@ def call_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProc
     from dlexp.cli import main as cli
     from dlexp.config import paths
 
+    exit_now = cli.exit_now
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     code: int = 0
@@ -72,12 +73,15 @@ def call_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProc
         os.environ.update(cli_env(tmp_path, COLUMNS="400", **env))
         sys.argv = ["dlexp", *args]
         os.chdir(tmp_path)
+        # the CLI ends a finished process with os._exit: here it must only return
+        cli.exit_now = sys.exit  # type: ignore[assignment]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 cli.main()
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
+        cli.exit_now = exit_now  # type: ignore[assignment]
         os.environ.clear()
         os.environ.update(saved_env)
         sys.argv = saved_argv
