@@ -155,13 +155,17 @@ def short_label(name: str, limit: int = 9) -> str:
     return name.split(" - ")[0] if " - " in name else name[:limit]
 
 
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Write an RGB array as a PNG, atomically: a run stopped meanwhile leaves no half file."""
+def save_png(image: Any, path: Path) -> None:
+    """Write an RGB array (or a matplotlib Figure, e.g. a scatter plot) as a PNG, atomically:
+    a run stopped meanwhile leaves no half file."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
+    if hasattr(image, "savefig"):
+        image.savefig(tmp, format="png", dpi=100)
+    else:
+        Image.fromarray(image).save(tmp, format="PNG")
     tmp.replace(path)
 
 
