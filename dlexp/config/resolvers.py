@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.config.naming import job_name, run_name
 from dlexp.config.paths import slug, unique_dir
 
 
@@ -14,6 +15,8 @@ def register_resolvers() -> None:
     # cached: every job of a sweep (and every re-resolution) sees the one folder first claimed
     OmegaConf.register_new_resolver("dlexp.unique_dir", unique_dir, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("dlexp.slug", slug, replace=True)
+    OmegaConf.register_new_resolver("dlexp.run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("dlexp.job_name", job_name, replace=True)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

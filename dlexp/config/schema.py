@@ -248,6 +248,9 @@ def validate_common(cfg: Mapping[str, Any]) -> list[str]:
         ("paths", PATHS),
     ):
         problems += _check_table(group, cfg.get(group) or {}, table)
+    name = cfg.get("name")
+    if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int, float))):
+        problems.append(f"name: expected a short text for the folder name, got {name!r}")
     if isinstance(cfg.get("optuna"), Mapping):  # set by dlexp's Optuna sweeper for each trial
         problems += _check_table("optuna", cfg["optuna"], OPTUNA_LINK)
     if cfg.get("resume", "never") not in ("never", "auto"):
