@@ -149,7 +149,7 @@ def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
     shared = set.intersection(*(set(j["overrides"]) for j in jobs)) if jobs else set()
     metric = next((j["monitor"] for j in jobs if j.get("monitor")), "objective")
     table = Table(title=f"sweep {sweep_dir}", title_justify="left", caption_justify="left")
-    table.caption = "every job: " + " ".join(sorted(shared)) if shared else None
+    table.caption = "every job: " + escape(" ".join(sorted(shared))) if shared else None
     for column in ("#", "overrides", "status", metric, "folder (log for failures)"):
         table.add_column(column, overflow="fold")
     for job in jobs:
