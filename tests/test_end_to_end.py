@@ -85,23 +85,26 @@ def test_tensorboard_reads_scalars_images_and_hparams(default_run):
     tmp, _, _ = default_run
     run = latest_run(tmp)
     scalar_tags, image_tags = scalar_and_image_tags(run)
-    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "lr"}
-    assert expected | {"throughput/samples_per_sec", "test/acc"} <= scalar_tags
-    assert {"val/confusion_matrix", "val/misclassified"} <= image_tags
-    val_acc = [v for _, v in scalars(run, "val/acc")]
+    # grouped by what they measure, train beside val (tests/test_tensorboard_view.py)
+    expected = {"loss/train/loss", "accuracy/train/acc", "loss/val/loss", "accuracy/val/acc"}
+    assert expected | {"schedule/lr", "throughput/samples_per_sec", "summary/test/acc"} <= (
+        scalar_tags
+    )
+    assert {"val/confusion_matrix", "summary/best/misclassified"} <= image_tags
+    val_acc = [v for _, v in scalars(run, "accuracy/val/acc")]
     assert len(val_acc) == 10 and max(val_acc) >= 0.95
     # the epoch means have their own tags: one value per step on every chart
-    assert {"train/loss_epoch", "train/acc_epoch"} <= scalar_tags
-    for tag in ("train/loss", "train/loss_epoch"):
+    assert {"loss/train/loss_epoch", "accuracy/train/acc_epoch"} <= scalar_tags
+    for tag in ("loss/train/loss", "loss/train/loss_epoch"):
         steps = [step for step, _ in scalars(run, tag)]
         assert len(steps) == len(set(steps)), f"{tag}: two values at one step"
-    assert len(scalars(run, "train/loss_epoch")) == 10
+    assert len(scalars(run, "loss/train/loss_epoch")) == 10
 
     experiment, groups = hparams_sessions(tmp / "outputs")
     names = {h["name"] for h in experiment["hparamInfos"]}
     assert {"model", "optim", "optim.lr", "trainer.batch_size"} <= names
     metric_tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"val/acc", "test/acc"} <= metric_tags
+    assert {"accuracy/val/acc", "summary/test/acc"} <= metric_tags
     assert len(groups) == 1, "one run, one session: no extra sub-run"
     session = groups[0]["sessions"][0]
     assert session["status"] == "STATUS_SUCCESS"

@@ -17,3 +17,32 @@ SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+
+# What a run of each family is judged by, most important first (the HParams table's metric
+# columns, after best/<monitor>), and which metrics are drawn together: group → metrics (one
+# chart each in TensorBoard's Custom Scalars; the group its Time Series shows them under). A
+# folder may mix families: every run names the others' metrics too, so none is left out.
+METRICS = {
+    "classify": ("val/acc", "val/loss", "test/acc", "test/loss", "train/acc", "train/loss"),
+    "gan": (
+        "eval/frechet_distance",
+        "eval/confidence_entropy",
+        "eval/coverage_entropy",
+        "train/g_loss",
+        "train/d_loss",
+        "train/d_real",
+        "train/d_fake",
+    ),
+}
+CHARTS = {
+    "classify": {
+        "accuracy": ["train/acc", "val/acc"],
+        "loss": ["train/loss", "val/loss"],
+        "schedule": ["lr"],  # the learning rate: after output/ (a GAN's), before summary/
+    },
+    "gan": {
+        "loss": ["train/d_loss", "train/g_loss"],
+        "output": ["train/d_real", "train/d_fake"],  # D(x) with D(G(z))
+        "schedule": ["lr_g", "lr_d"],
+    },
+}

@@ -52,6 +52,8 @@ TRAINER: dict[str, Any] = {
     "limit_val_batches": Int(1, nullable=True),
     "overfit_batches": Int(0),
     "figures_every_n_epochs": Int(0, nullable=True),
+    "log_histograms": Int(0),
+    "log_graph": BOOL,
     "progress": Choice("auto", "bar", "plain", "none"),
     "channels_last": Choice("auto", True, False),
     "threads": Int(1, nullable=True),

@@ -150,9 +150,18 @@ class Runner:
         # `latest` moves once the run has started, not for one that failed to
         self.folder.set_latest(expand_path(self.cfg["paths"]["output_root"]))
         step = self.state.step if self.resume is not None else None
-        self.logger = RunLogger(self.folder.path, resume_step=step)
-        ran = self.task.effective
-        self.logger.log_hparams(hparams_of(self.cfg, self.choices, self.task.unused_groups, ran))
+        task, cfg, monitor = self.task, self.cfg, self.task.monitor
+        self.logger = RunLogger(
+            self.folder.path, resume_step=step, loggers=cfg.get("logger"), trainer=cfg["trainer"],
+            output_root=expand_path(cfg["paths"]["output_root"]), say=self.reporter.info,
+        )  # fmt: skip
+        best = [f"best/{monitor.metric}"] if monitor.mode != "last" else []
+        self.logger.log_hparams(
+            hparams_of(cfg, self.choices, task.unused_groups, task.effective),
+            metrics=[*best, *task.metrics],
+            charts=task.charts, family=task.family, started=self.clock.start,
+        )  # fmt: skip
+        self.logger.log_graph(task.graph)
 
     def announce(self) -> None:
         task, resumed = self.task, self.resume is not None
@@ -245,6 +254,7 @@ class Runner:
         self.gather_rng()
         if self.logger is not None:
             self.logger.log_metrics(metrics, step=state.step, kind="epoch", epoch=state.epoch)
+            self.logger.log_histograms(self.task.networks(), step=state.step, epoch=state.epoch)
             keep = self.cfg["trainer"]["keep_last"]
             save_epoch_checkpoints(self.save, self.folder.checkpoints, state.epoch, is_best, keep)
         row = {"epoch": state.epoch, **self.task.table_row(metrics)}

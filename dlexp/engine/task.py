@@ -99,6 +99,11 @@ class Task(Protocol):
     # them (tracking.summary.effective_settings); {} until build() has run
     effective: dict[str, Any]
     epochs: int
+    # what a run is judged by, most important first (HParams' columns, after best/<monitor>)
+    metrics: list[str]
+    # metrics drawn on one chart: group → metrics (TensorBoard's Custom Scalars, and the group
+    # its Time Series shows them under: loss/train/loss beside loss/val/loss)
+    charts: dict[str, list[str]]
 
     def build(self, cfg: Mapping[str, Any], device: torch.device, out: Outputs) -> None:
         """Data, models, optimizers and loop options, from the config."""
@@ -141,6 +146,12 @@ class Task(Protocol):
 
     def files(self) -> dict[str, str]:
         """Text files for the run folder beside the checkpoints (e.g. `vocab.json`)."""
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks it trains, by name (weight and gradient histograms)."""
+
+    def graph(self) -> tuple[torch.nn.Module, Any]:
+        """A module and an example input on its device: TensorBoard's model graph."""
 
     def finish(self, state: Any, best: Mapping[str, Any] | None) -> dict[str, float]:
         """After the last epoch, with `best.pt`'s payload: pictures and `test/*` metrics."""

@@ -121,7 +121,8 @@ def misclassified_image(
     """A grid of wrongly classified uint8 images (N, C, H, W), each captioned "true->predicted"."""
     from PIL import Image, ImageDraw
 
-    wrong = (preds.cpu() != targets.cpu()).nonzero().flatten()[:limit].tolist()
+    every = (preds.cpu() != targets.cpu()).nonzero().flatten()
+    wrong = every[:limit].tolist()
     captions = [
         f"{short_label(classes[int(targets[i])])}->{short_label(classes[int(preds[i])])}"
         for i in wrong
@@ -135,9 +136,7 @@ def misclassified_image(
     rows = max(1, -(-len(wrong) // cols))
     img = Image.new("RGB", (cols * tile_w + 8, head + rows * tile_h + 4), WHITE)
     draw = ImageDraw.Draw(img)
-    draw.text(
-        (6, 6), f"misclassified validation examples ({len(wrong)} shown)", fill=BLACK, font=font
-    )
+    draw.text((6, 6), misclassified_caption(len(wrong), len(every)), fill=BLACK, font=font)
     for k, (i, caption) in enumerate(zip(wrong, captions, strict=True)):
         x, y = 4 + (k % cols) * tile_w, head + (k // cols) * tile_h
         pixels = images[i].cpu().permute(1, 2, 0).numpy()
@@ -147,6 +146,10 @@ def misclassified_image(
         draw.text((x + tile_w // 2, y + 7), caption, fill=CRIMSON, font=small, anchor="mm")
         img.paste(Image.fromarray(pixels), (x + (tile_w - thumb) // 2, y + 15))
     return np.asarray(img)
+
+
+def misclassified_caption(shown: int, wrong: int) -> str:
+    return f"misclassified validation examples: true -> predicted, {shown} of {wrong} shown"
 
 
 def short_label(name: str, limit: int = 9) -> str:

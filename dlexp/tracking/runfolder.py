@@ -6,6 +6,8 @@ A run folder holds:
     command.txt       the command that started the run, and each resume
     summary.json      what the run was and how it ended
     metrics.jsonl     one record per log interval, epoch, test and eval
+    metrics.csv, run.csv    logger=csv: the records as a table; the run as one row
+    loggers.json      the MLflow / W&B run this run logs to (a resume continues it)
     train.log         the log (errors included)
     events.out.tfevents.*   TensorBoard
     checkpoints/      last.pt, best.pt, epoch_NNNN.pt
@@ -39,6 +41,9 @@ CONFIG = "config.yaml"
 COMMAND = "command.txt"
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+RUN_CSV = "run.csv"
+LOGGERS = "loggers.json"
 LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"

@@ -1,7 +1,10 @@
-"""Where metrics go: `metrics.jsonl`, TensorBoard events (scalars, images, HParams), train.log.
+"""Where metrics go: `metrics.jsonl` always, and each chosen logger (TensorBoard by default; CSV,
+MLflow, W&B: `logger=[...]`, see tracking/loggers/).
 
 The loop calls `log_metrics` with plain floats it has already read back from the device; nothing
-here forces a host sync.
+here forces a host sync. Loggers that send records elsewhere (MLflow, W&B) get them in batches
+at the end of each epoch (or every half minute): a run killed between two checkpoints then
+leaves few records there that its resumed run logs again, and those few are skipped.
 """
 
 from __future__ import annotations
@@ -9,163 +12,251 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlexp.tracking.runfolder import METRICS, finite_or_str, write_text
-
-log = logging.getLogger("dlexp")
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'optim': {'lr': 0.1}} → {'optim.lr': 0.1}; lists become strings (HParams needs scalars)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = str(list(value))
-        elif value is None:
-            flat[name] = "null"
-        else:
-            flat[name] = value
-    return flat
-
-
-# Settings that change how a run is reported or where it reads from, not what it learns.
-NOT_HPARAMS = (
-    "data.data_dir",
-    "data.download",
-    "data.loader",
-    "data.memory_budget_mb",
-    "data.num_workers",
-    "trainer.device",
-    "trainer.eval_batch_size",
-    "trainer.figures_every_n_epochs",
-    "trainer.keep_last",
-    "trainer.log_every_n_steps",
-    "trainer.progress",
-    "trainer.test_after_fit",
-    "trainer.threads",
-    "trainer.compile",
-    "model.mkldnn",
-    "model.pack",
+from dlexp.config.naming import sweep_dir, varied_keys
+from dlexp.errors import DlexpError
+from dlexp.tracking.hparams import headline, hparams_of, without_targets
+from dlexp.tracking.loggers import Record, RunStart, open_logger, rgb
+from dlexp.tracking.provenance import git_info
+from dlexp.tracking.runfolder import (
+    COMMAND,
+    LOGGERS,
+    METRICS,
+    RunFolder,
+    finite_or_str,
+    write_text,
 )
 
+__all__ = ["RunLogger", "hparams_of", "truncate_after"]  # hparams_of: for the runner
 
-def hparams_of(
-    cfg: Mapping[str, Any],
-    choices: Mapping[str, str] | None = None,
-    ignored: Sequence[str] = (),
-    effective: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The hyperparameters shown in TensorBoard's HParams dashboard and `dlexp compare`;
-    `ignored`: the groups the run's family does not use (a GAN's optimizers live in its model
-    config, so optim, scheduler and regularization do not apply to it). `effective` (the
-    summary's) replaces what the config left to dlexp (null, auto) with the value that ran."""
-    groups = ("model", "optim", "scheduler", "regularization", "trainer", "data")
-    groups = tuple(g for g in groups if g not in ignored)
-    keep = {g: cfg[g] for g in groups if g in cfg}
-    flat = flatten(keep)
-    ran = flatten(dict(effective or {}))
-    flat.update({k: v for k, v in ran.items() if k in flat or k.split(".")[0] in groups})
-    for noisy in NOT_HPARAMS:
-        flat.pop(noisy, None)
-    for group, choice in (choices or {}).items():
-        if group in groups or group not in ("optim", "scheduler", "regularization"):
-            flat[group] = choice
-    return flat
+log = logging.getLogger("dlexp")
+FLUSH_SECONDS = 30.0
 
 
 class RunLogger:
-    """Appends metric records to `metrics.jsonl` and mirrors them to TensorBoard.
+    """Appends metric records to `metrics.jsonl` and hands them to the chosen loggers.
 
-    Events go straight into the run folder, so `tensorboard --logdir outputs` lists each run
-    under its own name, and the HParams session is written into that same event folder (not a
-    timestamped sub-run, the `SummaryWriter.add_hparams` pitfall).
+    `loggers`: the config's `logger` node, {name: settings}; None: TensorBoard alone (or
+    nothing, with tensorboard=False). `trainer`: the trainer group (log_graph, log_histograms).
     """
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True, resume_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        loggers: Mapping[str, Any] | None = None,
+        trainer: Mapping[str, Any] | None = None,
+        output_root: Path | None = None,
+        say: Callable[[str], None] | None = None,
+    ):
         """`resume_step`: continuing from a checkpoint taken at that step. Records written after
         it (by a run that died before its next checkpoint) are dropped, so no step appears twice.
         """
         self.run_dir = run_dir
+        self.resume_step = resume_step
         self.resumed = resume_step is not None
         self.metrics_path = run_dir / METRICS
+        self.output_root = output_root or run_dir.parent
+        self.say = say or log.info
+        trainer = trainer or {}
+        self.histograms_every = int(trainer.get("log_histograms") or 0)
+        self.graph = bool(trainer.get("log_graph"))
         if resume_step is not None:
             truncate_after(self.metrics_path, resume_step)
         self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        chosen = (
+            dict(loggers) if loggers is not None else {"tensorboard": {}} if tensorboard else {}
+        )
+        self.loggers = {
+            name: open_logger(name, settings or {}, run_dir, resume_step)
+            for name, settings in chosen.items()
+        }
+        self._tb = self.loggers.get("tensorboard")
+        self._state: dict[str, Any] = _read_json(run_dir / LOGGERS) if self.resumed else {}
+        self._pending: list[tuple[str, Any]] = []  # for batched loggers, in order
+        self._flushed = time.monotonic()
 
-            purge = resume_step + 1 if resume_step is not None else None
-            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge)
+    @property
+    def _batched(self) -> dict[str, Any]:
+        return {n: lg for n, lg in self.loggers.items() if lg.batched}
 
+    # -- the start ---------------------------------------------------------------------------
+    def log_hparams(
+        self,
+        hparams: Mapping[str, Any],
+        *,
+        metrics: Sequence[str] = (),
+        charts: Mapping[str, Sequence[str]] | None = None,
+        family: str = "",
+        started: float | None = None,
+    ) -> None:
+        """Open each logger's run (a resumed run reopens the same one): the hyperparameters,
+        the metrics the run is judged by (best first), the charts that draw several together."""
+        shown = without_targets(hparams)
+        folder = RunFolder(self.run_dir)
+        sweep = sweep_dir()
+        run = RunStart(
+            run_dir=self.run_dir,
+            name=self.run_dir.name,
+            family=family,
+            hparams=shown,
+            headline=headline(shown, varied_keys()),
+            metrics=list(metrics),
+            charts={k: list(v) for k, v in (charts or {}).items()},
+            config_text=_read_text(folder.config_path),
+            command=_read_text(self.run_dir / COMMAND),
+            git=git_info(Path.cwd()),
+            started=started or time.time(),
+            resumed_at=self.resume_step,
+            sweep=sweep if sweep is not None and self.run_dir.parent == sweep else None,
+            output_root=self.output_root,
+        )
+        for name, logger in list(self.loggers.items()):
+            try:
+                saved = logger.start(run, self._state.get(name) or {})
+            except Exception as exc:  # a server that does not answer, a bad URI...
+                del self.loggers[name]  # nothing to finish or close
+                if isinstance(exc, DlexpError):
+                    raise
+                raise DlexpError(f"logger={name} could not start: {exc}") from None
+            if saved:
+                self._state[name] = {**(self._state.get(name) or {}), **saved}
+            if logger.note:
+                self.say(logger.note)
+        self._tb = self.loggers.get("tensorboard")
+        self._save_state()
+
+    def log_graph(self, make: Callable[[], tuple[Any, Any]]) -> None:
+        """TensorBoard's graph of the model, traced once (trainer.log_graph); `make()` gives
+        the module and an example input."""
+        if self._tb is None or not self.graph or self.resumed:
+            return
+        try:
+            self._tb.log_graph(*make())
+        except Exception as exc:  # tracing fails for some models (packed sequences...)
+            self.say(f"note: no model graph in TensorBoard: {type(exc).__name__}: {exc}")
+
+    # -- during the run ----------------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], *, step: int, kind: str, **extra: Any):
-        record = {"kind": kind, "step": step, **extra, "time": round(time.time(), 3)}
+        now = time.time()
+        record = {"kind": kind, "step": step, **extra, "time": round(now, 3)}
         record.update({k: finite_or_str(v) for k, v in metrics.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for tag, value in metrics.items():
-                if kind == "epoch" and tag.startswith("train/"):
-                    # the epoch mean, at the same step as the last interval's train/loss: its
-                    # own tag, or TensorBoard would show two values at one step
-                    tag = f"{tag}_epoch"
-                self._tb.add_scalar(tag, value, step)
+        # an epoch's training means sit at the step of its last interval: a name of their own,
+        # or a chart would show two values at one step
+        named = {
+            (f"{k}_epoch" if kind == "epoch" and k.startswith("train/") else k): float(v)
+            for k, v in metrics.items()
+        }
+        rec = Record(named, step, kind, now, extra.get("epoch"))
+        for logger in self.loggers.values():
+            if not logger.batched:
+                logger.log_metrics([rec])
+        if self._batched:
+            self._pending.append(("metrics", rec))
+            if kind != "step" or time.monotonic() - self._flushed > FLUSH_SECONDS:
+                self.flush()
 
     def log_figure(self, tag: str, figure: Any, step: int) -> None:
         """`figure`: an RGB array (H, W, 3, uint8), or a matplotlib Figure."""
-        if self._tb is None:
+        if not self.loggers:
             return
-        if getattr(figure, "ndim", None) == 3:
-            self._tb.add_image(tag, figure, step, dataformats="HWC")
-        else:
-            self._tb.add_figure(tag, figure, step, close=False)
+        image = rgb(figure)
+        for logger in self.loggers.values():
+            if not logger.batched:
+                logger.log_image(tag, image, step)
+        if self._batched:
+            self._pending.append(("image", (tag, image, step)))
 
-    def log_hparams(self, hparams: Mapping[str, Any]) -> None:
-        """Open an HParams session for this run; metrics are this run's own scalar tags.
+    def log_histograms(self, networks: Mapping[str, Any], *, step: int, epoch: int) -> None:
+        """Weights and gradients every trainer.log_histograms epochs (TensorBoard)."""
+        every = self.histograms_every
+        if self._tb is not None and every and epoch % every == 0:
+            self._tb.log_histograms(networks, step)
 
-        TensorBoard keeps the first start and end record of a run only, so a resumed run writes
-        no second start, and an interrupted one no end: the end comes when it is finished."""
-        if self._tb is None or self.resumed:
-            return
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
+    def flush(self) -> None:
+        """Send what the batched loggers have not got yet; remember the last step sent."""
+        pending, self._pending = self._pending, []
+        self._flushed = time.monotonic()
+        for name, logger in list(self._batched.items()):
+            floor = int((self._state.get(name) or {}).get("step", -1)) if self.resumed else -1
+            try:
+                last = _send(logger, pending, floor)
+            except Exception as exc:  # the run goes on: metrics.jsonl has every record
+                self.say(f"warning: logger={name} stopped logging: {type(exc).__name__}: {exc}")
+                del self.loggers[name]
+                continue
+            if last is not None:
+                self._state.setdefault(name, {})["step"] = max(last, floor)
+        if pending:
+            self._save_state()
 
-        _, session_start, _ = hparams_summary(dict(hparams), {})
-        self._tb.file_writer.add_summary(session_start)
-
+    # -- the end -----------------------------------------------------------------------------
     def end_hparams(self, status: str) -> None:
-        """Close the HParams session: 'done' → success, anything else → failure/aborted."""
-        if self._tb is None or status == "interrupted":  # to be resumed: see log_hparams
-            return
-        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-        from torch.utils.tensorboard.summary import Summary, SummaryMetadata
-
-        codes = {"done": api_pb2.STATUS_SUCCESS}
-        end = plugin_data_pb2.SessionEndInfo(
-            status=codes.get(status, api_pb2.STATUS_FAILURE), end_time_secs=time.time()
-        )
-        content = plugin_data_pb2.HParamsPluginData(session_end_info=end, version=0)
-        meta = SummaryMetadata(
-            plugin_data=SummaryMetadata.PluginData(
-                plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
-            )
-        )
-        self._tb.file_writer.add_summary(
-            Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta)])
-        )
+        """The run ended ('done', 'failed', 'interrupted', 'pruned'): each logger gets the
+        status and summary.json (written just before)."""
+        self.flush()
+        summary = RunFolder(self.run_dir).read_summary()
+        for name, logger in list(self.loggers.items()):
+            try:
+                logger.finish(status, summary)
+            except Exception as exc:
+                self.say(f"warning: logger={name} could not record the end: {exc}")
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
-            self._tb = None
+        if self._pending:
+            self.flush()
+        for logger in self.loggers.values():
+            logger.close()
+        self.loggers, self._tb = {}, None
         if not self._file.closed:
             self._file.close()
+
+    def _save_state(self) -> None:
+        if self._state:
+            write_text(self.run_dir / LOGGERS, json.dumps(self._state, indent=2) + "\n")
+
+
+def _send(logger: Any, pending: Sequence[tuple[str, Any]], floor: int) -> int | None:
+    """Hand `pending` to a batched logger in order, skipping steps up to `floor` (sent by an
+    earlier session of this run); returns the last step sent."""
+    last, records = None, []
+    for what, item in pending:
+        step = item.step if what == "metrics" else item[2]
+        if step <= floor:
+            continue
+        last = step if last is None else max(last, step)
+        if what == "metrics":
+            records.append(item)
+            continue
+        if records:
+            logger.log_metrics(records)
+            records = []
+        logger.log_image(*item)
+    if records:
+        logger.log_metrics(records)
+    return last
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def truncate_after(path: Path, step: int) -> None:

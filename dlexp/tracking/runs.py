@@ -18,8 +18,8 @@ import yaml
 
 from dlexp.config.derived import monitor_mode
 from dlexp.errors import DlexpError
+from dlexp.tracking.hparams import hparams_of
 from dlexp.tracking.runfolder import find_run
-from dlexp.tracking.runlog import hparams_of
 
 Row = dict[str, Any]
 Ignored = Callable[[Mapping[str, Any]], Sequence[str]]

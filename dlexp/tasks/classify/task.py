@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dlexp.config.derived import monitor_mode
+from dlexp.config.names import CHARTS, METRICS
 from dlexp.data.pipeline import build_data
 from dlexp.engine import distributed
 from dlexp.engine.builders import (
@@ -39,11 +40,13 @@ class ClassifyTask:
     columns = ["train/loss", "train/acc", "val/loss", "val/acc", "lr"]
     summary_keys: list[str] = []
     unused_groups: tuple[str, ...] = ()
+    charts = CHARTS[FAMILY]
 
     def __init__(self) -> None:
         self.monitor = Monitor("val/acc", "max")
         self.epochs = 0
         self.effective: dict[str, Any] = {}
+        self.metrics = list(METRICS[FAMILY])
 
     # -- building ----------------------------------------------------------------------------
     def build(self, cfg: Mapping[str, Any], device: torch.device, out: Outputs) -> None:
@@ -101,6 +104,9 @@ class ClassifyTask:
             optimizers={"optim": self.optimizer}, channels_last=channels_last, data=self.data,
             monitor_mode=self.monitor.mode,
         )  # fmt: skip
+        missing = [s for s in ("val", "test") if not getattr(self.data, s).num_samples]
+        missing += [] if trainer["test_after_fit"] else ["test"]
+        self.metrics = [m for m in METRICS[FAMILY] if m.split("/")[0] not in missing]
 
     def _check_monitor(self) -> None:
         valid = ["train/loss", "train/acc"]
@@ -179,13 +185,21 @@ class ClassifyTask:
     def table_row(self, metrics: Mapping[str, float]) -> dict[str, Any]:
         return {**metrics, "lr": self.optimizer.param_groups[0]["lr"]}
 
-    def figures(self, preds: torch.Tensor | None, targets: torch.Tensor | None, step: int) -> None:
+    def figures(
+        self,
+        preds: torch.Tensor | None,
+        targets: torch.Tensor | None,
+        step: int,
+        prefix: str = "val",
+    ) -> None:
+        """The confusion matrix and misclassified examples: `val/...` every N epochs, and
+        `best/...` of best.pt at the end (also the PNGs in figures/)."""
         if preds is None or targets is None or not self.out.active:
             return
         images = getattr(self.data, "val_images", None)  # None for text
         figs = figures.validation_figures(preds, targets, self.data.classes, images)
         for name, fig in figs.items():
-            self.out.figure(f"val/{name}", fig, step, f"{name}.png")
+            self.out.figure(f"{prefix}/{name}", fig, step, f"{name}.png")
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -211,6 +225,15 @@ class ClassifyTask:
         files = getattr(self.data, "files", None)  # text: vocab.json
         return files() if files is not None else {}
 
+    def networks(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def graph(self) -> tuple[nn.Module, Any]:
+        example = self.data.example()
+        if isinstance(example, tuple):
+            return self.model, tuple(t.to(self.device) for t in example)
+        return self.model, example.to(self.device)
+
     # -- the end -----------------------------------------------------------------------------
     def finish(self, state: TrainState, best: Mapping[str, Any] | None) -> dict[str, float]:
         """Reload the best weights; figures on validation, metrics on the test split."""
@@ -221,7 +244,7 @@ class ClassifyTask:
             _, preds, targets = evaluate(
                 self.model, self.data.val, self.opts, keep_predictions=True
             )
-            self.figures(preds, targets, state.step)
+            self.figures(preds, targets, state.step, prefix="best")
         test: dict[str, float] = {}
         if trainer["test_after_fit"] and self.data.test.num_samples:
             metrics, _, _ = evaluate(self.model, self.data.test, self.opts)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from dlexp.config.names import CHARTS, METRICS
 from dlexp.config.paths import expand_path
 from dlexp.data.pipeline import build_gan_data
 from dlexp.engine.builders import build_model, build_optimizer
@@ -42,6 +43,8 @@ COLUMNS = {
     "frechet": MONITOR,
 }
 EVAL_NOISE_OFFSET = 1  # evaluation noise comes from seed + 1, the fixed grid noise from seed
+SCORES = [m for m in METRICS[FAMILY] if m.startswith("eval/")]  # with a feature network
+LOSSES = [m for m in METRICS[FAMILY] if m not in SCORES]
 
 
 class GanTask:
@@ -51,10 +54,12 @@ class GanTask:
     summary_keys = [FALLBACK]
     # its optimizers live in the model config: these groups do not apply to it
     unused_groups = ("optim", "scheduler", "regularization")
+    charts = CHARTS[FAMILY]
 
     def __init__(self) -> None:
         self.effective: dict[str, Any] = {}
         self.monitor = Monitor(FALLBACK, "last")
+        self.metrics = list(LOSSES)
         self.epochs = 0
         self.evaluation: Evaluation | None = None
         self.reference: dict[str, float] = {}  # real images' scores, the untrained G's distance
@@ -98,6 +103,7 @@ class GanTask:
             )
             self.reference = self.evaluation.reference()
             self.monitor = Monitor(MONITOR, "min")
+            self.metrics = [*SCORES, *LOSSES]
         self.opts = gan_options(trainer, model, device)
         optimizers = {"model.optim_g": self.opt_g, "model.optim_d": self.opt_d}
         self.effective = effective_settings(
@@ -135,9 +141,12 @@ class GanTask:
 
     # -- the loop ----------------------------------------------------------------------------
     def start_fit(self, state: GanState) -> None:
-        """The untrained generator's scores at step 0, the baseline to beat, with the real
-        images' own scores for reference."""
-        if self.evaluation is None or state.step != 0:
+        """The untrained generator's samples and scores at step 0, the baseline to beat, with
+        the real images' own scores for reference."""
+        if state.step != 0:
+            return
+        self.samples(0, 0)
+        if self.evaluation is None:
             return
         metrics = evaluate(self.generator, self.evaluation, self.opts.eval_batch_size)
         ref = self.reference
@@ -158,6 +167,10 @@ class GanTask:
 
     def end_epoch(self, state: GanState, epoch: int) -> dict[str, float]:
         metrics = epoch_metrics(state.epoch_sums)
+        metrics |= {
+            "lr_g": self.opt_g.param_groups[0]["lr"],
+            "lr_d": self.opt_d.param_groups[0]["lr"],
+        }
         reset_epoch(state)
         self.samples(epoch, state.step)
         due = self.evaluation is not None and (
@@ -215,6 +228,13 @@ class GanTask:
 
     def files(self) -> dict[str, str]:
         return {}
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def graph(self) -> tuple[torch.nn.Module, Any]:
+        """G and D as one graph: noise → images → D's verdict."""
+        return torch.nn.Sequential(self.generator, self.discriminator), self.fixed_noise[:2]
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, state: GanState, best: Mapping[str, Any] | None) -> dict[str, float]:
