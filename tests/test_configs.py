@@ -23,7 +23,10 @@ from dlexp.engine.builders import build_model, build_optimizer, build_scheduler
 from dlexp.tasks.registry import validate
 from tests.conftest import compose_plain
 
-GROUPS = ("data", "model", "optim", "regularization", "scheduler", "trainer", "experiment")
+GROUPS = (
+    "data", "model", "optim", "regularization", "scheduler", "trainer", "experiment", "logger"
+)  # fmt: skip
+LIST_GROUPS = ("regularization", "logger")  # several options at once: group=[a,b]
 SHAPES = ((1, 28), (3, 32))  # (channels, image size) of the data sets
 NUM_CLASSES = 10
 
@@ -33,8 +36,8 @@ def options(group: str) -> list[str]:
 
 
 def group_override(group: str, option: str) -> str:
-    # regularization is a list group: `regularization=[l2,dropout]`
-    return f"{group}=[{option}]" if group == "regularization" else f"{group}={option}"
+    # a list group: `regularization=[l2,dropout]`; each logger is built in test_loggers.py
+    return f"{group}=[{option}]" if group in LIST_GROUPS else f"{group}={option}"
 
 
 # data.train must name a file that exists (checked before a run starts)

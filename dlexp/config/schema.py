@@ -15,6 +15,7 @@ from typing import Any
 from dlexp.config import schema_text
 from dlexp.config.derived import folder_problems
 from dlexp.config.names import ACTIVATIONS, INITS, POOLINGS, VISION_DATASETS
+from dlexp.config.schema_loggers import check_loggers
 from dlexp.config.spec import (
     BOOL,
     NONNEG,
@@ -250,6 +251,7 @@ def validate_common(cfg: Mapping[str, Any]) -> list[str]:
         ("paths", PATHS),
     ):
         problems += _check_table(group, cfg.get(group) or {}, table)
+    problems += check_loggers(cfg.get("logger"))
     name = cfg.get("name")
     if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int, float))):
         problems.append(f"name: expected a short text for the folder name, got {name!r}")
