@@ -170,7 +170,19 @@ class TensorBoardLogger:
                     self.writer.add_histogram(f"weights/{net}/{name}.grad", param.grad, step)
 
     def log_graph(self, module: Any, example: Any) -> None:
-        self.writer.add_graph(module, example)
+        """Traced once, in eval mode, on a forked RNG: the run trains exactly as without it."""
+        import warnings
+
+        import torch
+
+        training = module.training
+        module.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation
+                self.writer.add_graph(module, example)
+        finally:
+            module.train(training)
 
     def finish(self, status: str, summary: Mapping[str, Any]) -> None:
         """Close the HParams session: done → success, anything else → failure. An interrupted
