@@ -38,6 +38,7 @@ SAFE_ON_RESUME = (
     "trainer.log_every_n_steps",
     "trainer.progress",
     "trainer.figures_every_n_epochs",
+    "trainer.log_histograms",
     "trainer.test_after_fit",
     "trainer.early_stopping.patience",
     "trainer.early_stopping.min_delta",

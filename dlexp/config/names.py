@@ -33,6 +33,18 @@ METRICS = {
         "train/d_real",
         "train/d_fake",
     ),
+    "vae": (
+        "val/neg_elbo",
+        "val/recon",
+        "val/kl",
+        "eval/frechet_distance",
+        "eval/probe_acc",
+        "test/neg_elbo",
+        "test/recon",
+        "train/neg_elbo",
+        "train/recon",
+        "train/kl",
+    ),
 }
 CHARTS = {
     "classify": {
@@ -44,5 +56,11 @@ CHARTS = {
         "loss": ["train/d_loss", "train/g_loss"],
         "output": ["train/d_real", "train/d_fake"],  # D(x) with D(G(z))
         "schedule": ["lr_g", "lr_d"],
+    },
+    "vae": {
+        "loss": ["train/loss", "train/neg_elbo", "val/neg_elbo"],  # a VAE's -ELBO
+        "recon": ["train/recon", "val/recon"],
+        "regularizer": ["train/kl", "val/kl"],  # the KL term (after recon/, unlike kl/)
+        "schedule": ["train/kl_weight"],
     },
 }

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dlexp.config.names import CHARTS, METRICS
 from dlexp.config.paths import expand_path
 from dlexp.engine.builders import build_optimizer, build_scheduler
 from dlexp.engine.checkpoint import load_optimizer_state
@@ -57,10 +58,12 @@ class VaeTask:
     title = "dlexp autoencoder run"
     summary_keys = ["val/recon", "val/neg_elbo", "eval/probe_acc"]
     unused_groups = ("regularization",)
+    charts = CHARTS[FAMILY]
 
     def __init__(self) -> None:
         self.effective: dict[str, Any] = {}
         self.monitor = Monitor("val/neg_elbo", "min")
+        self.metrics = list(METRICS[FAMILY])
         self.columns = list(COLUMNS)
         self.epochs = 0
         self.evaluation: Evaluation | None = None
@@ -107,6 +110,13 @@ class VaeTask:
             raise DlexpError(f"model.monitor: this run does not measure {metric}")
         self.monitor = Monitor(metric, MONITORS[metric])
         self.columns = [c for c, key in COLUMNS.items() if self._measures(key)]
+        tested = trainer["test_after_fit"]
+        self.metrics = [
+            m
+            for m in METRICS[FAMILY]
+            if self._measures(m if m.startswith("eval/") else f"val/{m.split('/', 1)[1]}")
+            and (tested or not m.startswith("test/"))
+        ]
         shown = self.data.val_x[:SHOWN]
         self.shown = [shown]
         if self.opts.denoise != "none":  # the same corruption every epoch
@@ -234,10 +244,10 @@ class VaeTask:
         x, y = self.data.split("val")
         pairs = pictures.interpolation_pairs(y)
         grid = pictures.interpolation_grid(self.net, x, pairs)
-        self.out.image("latent/interpolation", grid, step, "interpolation.png", "interpolation")
+        self.out.image("val/interpolation", grid, step, "interpolation.png", "interpolation")
         codes = encode_means(self.net, x, self.cfg["trainer"]["eval_batch_size"])
         fig = pictures.latent_figure(codes, y, self.data.classes, self.variational)
-        self.out.figure("latent/space", fig, step, "latent_space.png")
+        self.out.figure("val/latent_space", fig, step, "latent_space.png")
 
     def progress(self, metrics: Mapping[str, float]) -> dict[str, float]:
         shown = {"loss": metrics["train/loss"], "recon": metrics["train/recon"]}
@@ -276,6 +286,12 @@ class VaeTask:
 
     def files(self) -> dict[str, str]:
         return {}
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.net}
+
+    def graph(self) -> tuple[torch.nn.Module, Any]:
+        return self.net, self.shown[0][:2]
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, state: VaeState, best: Mapping[str, Any] | None) -> dict[str, float]:
