@@ -82,10 +82,22 @@ def test_a_logger_whose_package_is_missing_is_named_with_its_extra(make_cfg, mon
 
 
 # -- CSV -------------------------------------------------------------------------------------------
-def test_csv_files_hold_every_scalar_and_the_run_as_one_row(make_cfg, tmp_path, monkeypatch):
-    cfg = plain(make_cfg, *RESUMABLE, "logger=[csv]")
+def test_csv_files_and_a_local_mlflow_store_hold_every_step_once(make_cfg, tmp_path, monkeypatch):
+    """logger=[csv,mlflow] without a tracking URI: CSV files in the run folder and an MLflow
+    store in the output root, both continued by a resumed run."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = plain(make_cfg, *RESUMABLE, "logger=[csv,mlflow]")
     run_dir = tmp_path / "run"
     interrupted_then_resumed(cfg, run_dir, monkeypatch)
+    store = Path(cfg["paths"]["output_root"]) / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{store}")  # what `mlflow ui --backend-store-uri` reads
+    (run,) = client.search_runs([client.get_experiment_by_name("dlexp").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps == list(range(1, 13))
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     steps = [int(r["step"]) for r in rows if r["kind"] == "step"]
@@ -96,7 +108,7 @@ def test_csv_files_hold_every_scalar_and_the_run_as_one_row(make_cfg, tmp_path, 
     with open(run_dir / "run.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "done" and row["optim.lr"] == "0.001" and row["best/val/acc"]
-    assert not list(run_dir.glob("events.out.tfevents.*")), "logger=[csv]: no TensorBoard"
+    assert not list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard when not chosen"
 
 
 # -- MLflow ----------------------------------------------------------------------------------------
@@ -243,6 +255,20 @@ def test_a_resumed_run_continues_its_wandb_run(make_cfg, tmp_path, monkeypatch):
     assert first["exit_code"] == 255 and second["exit_code"] == 0, "interrupted, then done"
     steps = [h["_step"] for run in (first, second) for h in run["history"] if "train/loss" in h]
     assert steps == list(range(1, 13)), "one value per step: none twice, none missing"
+
+
+def test_wandb_goes_online_only_for_a_user_who_has_logged_in(tmp_path, monkeypatch):
+    from dlexp.tracking.loggers.to_wandb import logged_in
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc here
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert not logged_in()
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password k\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert logged_in()
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    (tmp_path / ".netrc").unlink()
+    assert logged_in()
 
 
 # -- the batched loggers' floor --------------------------------------------------------------------
