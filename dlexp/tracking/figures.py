@@ -158,6 +158,18 @@ def short_label(name: str, limit: int = 9) -> str:
     return name.split(" - ")[0] if " - " in name else name[:limit]
 
 
+def as_rgb(figure: Any) -> np.ndarray:
+    """An RGB array (H, W, 3, uint8) from an RGB array or a matplotlib Figure (a VAE's latent
+    scatter is one)."""
+    if getattr(figure, "ndim", None) == 3:
+        return np.ascontiguousarray(figure)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only for a Figure
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def save_png(image: Any, path: Path) -> None:
     """Write an RGB array (or a matplotlib Figure, e.g. a scatter plot) as a PNG, atomically:
     a run stopped meanwhile leaves no half file."""

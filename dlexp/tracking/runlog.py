@@ -18,8 +18,9 @@ from typing import Any
 
 from dlexp.config.naming import sweep_dir, varied_keys
 from dlexp.errors import DlexpError
+from dlexp.tracking.figures import as_rgb
 from dlexp.tracking.hparams import headline, hparams_of, without_targets
-from dlexp.tracking.loggers import Record, RunStart, open_logger, rgb
+from dlexp.tracking.loggers import Record, RunStart, open_logger
 from dlexp.tracking.provenance import git_info
 from dlexp.tracking.runfolder import (
     COMMAND,
@@ -167,7 +168,7 @@ class RunLogger:
         """`figure`: an RGB array (H, W, 3, uint8), or a matplotlib Figure."""
         if not self.loggers:
             return
-        image = rgb(figure)
+        image = as_rgb(figure)
         for logger in self.loggers.values():
             if not logger.batched:
                 logger.log_image(tag, image, step)

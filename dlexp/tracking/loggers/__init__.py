@@ -83,16 +83,3 @@ def open_logger(name: str, settings: Mapping[str, Any], run_dir: Path, resume: i
     """The logger called `name`, its module imported only now."""
     module, _, cls = MODULES[name].partition(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(settings, run_dir, resume)
-
-
-def rgb(figure: Any) -> Any:
-    """An RGB array (H, W, 3, uint8) from an array or a matplotlib Figure."""
-    import numpy as np
-
-    if getattr(figure, "ndim", None) == 3:
-        return np.ascontiguousarray(figure)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only for a Figure
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
