@@ -21,7 +21,7 @@ from dlexp.cli.verbs import resume
 from dlexp.engine.runner import Runner
 from dlexp.errors import DlexpError, FolderOccupied
 from dlexp.tasks.classify.task import ClassifyTask
-from dlexp.tracking.runfolder import LOCK, RunFolder
+from dlexp.tracking.runfolder import LOCK, RunFolder, check_unlocked
 from tests.conftest import cli_env, compose_cfg, read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -143,7 +143,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     assert not (folder / LOCK).exists()
 
 
-def test_eval_is_refused_while_another_process_holds_the_folder(copy_of, tmp_path):
+def test_eval_is_refused_while_another_process_holds_the_folder(copy_of, tmp_path, monkeypatch):
     flag = tmp_path / "held"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(copy_of), str(flag)])
     try:
@@ -154,6 +154,10 @@ def test_eval_is_refused_while_another_process_holds_the_folder(copy_of, tmp_pat
             evaluate_run([str(copy_of)])
         with pytest.raises(FolderOccupied, match="is in use"):
             resume([str(copy_of), "trainer.epochs=2"])
+        # under torchrun the other ranks leave the lock to rank 0: a moment's hold of it by
+        # rank 1 would refuse rank 0 itself
+        monkeypatch.setenv("RANK", "1")
+        check_unlocked(copy_of)
     finally:
         holder.kill()
         holder.wait(timeout=30)

@@ -358,7 +358,9 @@ class RunFolder:
 
 
 def check_unlocked(path: Path) -> None:
-    """Refuse at once when another process holds `path`'s lock (taking it only a moment)."""
-    if Path(path).is_dir():
+    """Refuse at once when another process holds `path`'s lock (taking it only a moment).
+    Under torchrun only rank 0 asks: it is the one that takes the lock, and another rank's
+    moment with it would refuse rank 0 itself."""
+    if os.environ.get("RANK", "0") == "0" and Path(path).is_dir():
         with RunFolder(path).lock("checks"):
             pass
