@@ -53,6 +53,18 @@ class Exported:
     differences: dict[int, float]  # batch size → largest |exported - eager|
 
 
+def check_noise(payload: Mapping[str, Any], latent: int) -> tuple[Tensor, str]:
+    """The rows a generator's or decoder's export is checked on: the run's own fixed noise
+    (behind its per-epoch grids), or seeded standard-normal rows where it has too few; and
+    the words that say which."""
+    count = max(BATCH_SIZES)
+    noise = payload.get("fixed_noise")
+    if noise is None or len(noise) < count:
+        seeded = torch.randn(count, latent, generator=torch.Generator().manual_seed(0))
+        return seeded, f"{count} noise vectors (seed 0)"
+    return noise[:count].float().cpu(), f"{count} rows of the run's fixed noise"
+
+
 def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 

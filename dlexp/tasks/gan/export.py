@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from dlexp.engine.builders import build_model
-from dlexp.engine.export import BATCH_SIZES, Exportable
+from dlexp.engine.export import Exportable, check_noise
 
 
 def export_module(payload: Mapping[str, Any], source: Any) -> Exportable:
@@ -21,14 +19,7 @@ def export_module(payload: Mapping[str, Any], source: Any) -> Exportable:
     inputs = {"latent_dim": latent, "channels": channels, "image_size": size}
     generator = build_model(model["generator"], {}, inputs, group="model.generator")
     generator.load_state_dict(payload["generator"])
-    count = max(BATCH_SIZES)
-    noise = payload.get("fixed_noise")
-    if noise is None or len(noise) < count:
-        noise = torch.randn(count, latent, generator=torch.Generator().manual_seed(0))
-        checked_on = f"{count} noise vectors (seed 0)"
-    else:
-        noise = noise[:count].float().cpu()
-        checked_on = f"{count} rows of the run's fixed noise"
+    noise, checked_on = check_noise(payload, latent)
     meta = {
         "task": "gan",
         "input": f"noise: float32 [batch, {latent}], each value drawn from a standard normal",

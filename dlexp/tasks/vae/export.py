@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlexp.engine.export import BATCH_SIZES, Exportable
+from dlexp.engine.export import Exportable, check_noise
 from dlexp.tasks.vae.network import build_network
 
 
@@ -33,14 +33,7 @@ def export_module(payload: Mapping[str, Any], source: Any) -> Exportable:
     net = build_network(model, data["channels"], data["image_size"])
     net.load_state_dict(payload["model"])
     latent, channels, size = net.latent_dim, data["channels"], data["image_size"]
-    count = max(BATCH_SIZES)
-    noise = payload.get("fixed_noise")
-    if noise is None or len(noise) < count:
-        noise = torch.randn(count, latent, generator=torch.Generator().manual_seed(0))
-        checked_on = f"{count} codes drawn from N(0, I) (seed 0)"
-    else:
-        noise = noise[:count].float().cpu()
-        checked_on = f"{count} rows of the run's fixed noise"
+    noise, checked_on = check_noise(payload, latent)
     variational = bool(getattr(net, "variational", False))
     meta = {
         "task": "vae",
