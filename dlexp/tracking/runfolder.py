@@ -74,6 +74,15 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def finite_or_str(value: float) -> float | str:
     value = float(value)
     return value if math.isfinite(value) else str(value)
@@ -217,11 +226,7 @@ class RunFolder:
 
     def read_summary(self) -> dict[str, Any]:
         """summary.json, or {} when there is none (or it cannot be read)."""
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(self.summary_path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                return data
-        return {}
+        return read_json(self.summary_path)
 
     # -- writing -----------------------------------------------------------------------------
     def write_config(self, cfg: Mapping[str, Any]) -> None:

@@ -28,6 +28,7 @@ from dlexp.tracking.runfolder import (
     METRICS,
     RunFolder,
     finite_or_str,
+    read_json,
     write_text,
 )
 
@@ -78,7 +79,7 @@ class RunLogger:
             for name, settings in chosen.items()
         }
         self._tb = self.loggers.get("tensorboard")
-        self._state: dict[str, Any] = _read_json(run_dir / LOGGERS) if self.resumed else {}
+        self._state: dict[str, Any] = read_json(run_dir / LOGGERS) if self.resumed else {}
         self._pending: list[tuple[str, Any]] = []  # for batched loggers, in order
         self._flushed = time.monotonic()
 
@@ -250,14 +251,6 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError:
         return ""
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def truncate_after(path: Path, step: int) -> None:

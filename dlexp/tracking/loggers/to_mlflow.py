@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.tracking.loggers import Record, RunStart
-from dlexp.tracking.runfolder import CHECKPOINTS, SUMMARY, write_text
+from dlexp.tracking.runfolder import CHECKPOINTS, SUMMARY, read_json, write_text
 
 PARENT_FILE = "mlflow.json"  # in a sweep folder: the sweep's experiment and parent run
 ENDED = {"done": "FINISHED", "failed": "FAILED"}  # interrupted, pruned: KILLED
@@ -107,7 +107,7 @@ class MlflowLogger:
         """The sweep's parent run: made by its first job, found by the others."""
         path = sweep / PARENT_FILE
         with _locked(sweep / f".{PARENT_FILE}.lock"):
-            known = _read_json(path)
+            known = read_json(path)
             if known.get("tracking_uri") == uri and known.get("parent_run_id"):
                 self.client.update_run(known["parent_run_id"], status="RUNNING")
                 return str(known["parent_run_id"])
@@ -171,11 +171,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
