@@ -54,7 +54,7 @@ def evaluate_run(argv: list[str]) -> int:
         raise DlexpError(f"{ckpt_path} does not exist.{hint}")
 
     from dlexp.engine.checkpoint import load_checkpoint  # torch: once the request is checked
-    from dlexp.engine.setup import setup_torch
+    from dlexp.engine.setup import setup_torch  # torch: only once the request is checked
     from dlexp.engine.task import Silent
 
     split, ckpt = options["split"], options["ckpt"]
@@ -80,7 +80,7 @@ def validate_config(argv: list[str]) -> int:
     if cfg is None:
         raise DlexpError("usage: dlexp validate [group=option ...] [key=value ...]")
     from dlexp.engine.setup import setup_torch  # torch: once the config is known to be valid
-    from dlexp.engine.task import Silent
+    from dlexp.engine.task import Silent  # torch: only for a valid config
 
     task = registry.make_task(cfg)
     device = setup_torch(cfg["trainer"])

@@ -120,7 +120,7 @@ def export_run(argv: list[str]) -> Any:
 
 
 def report(exp: Any, done: Any, fmt: str, ckpt: Path, meta: dict[str, Any]) -> None:
-    from dlexp.engine.export import TOLERANCE
+    from dlexp.engine.export import TOLERANCE  # torch: only once the request is checked
 
     what = (
         f"ONNX opset {meta.get('opset')} with a dynamic batch axis"

@@ -10,6 +10,8 @@ dlexp predict <run | latest> INPUT... [ckpt=best|last] [out=FILE] [top_k=N]
 dlexp export <run | latest> [format=onnx|torchscript] [ckpt=best|last] [out=FILE]
 """
 
+# Imports of dlexp and Hydra are deferred into the functions below: `dlexp --version`, `--help`
+# and an unknown command answer without loading Hydra or torch (tests/test_configs.py times it).
 from __future__ import annotations
 
 import importlib

@@ -120,7 +120,7 @@ def predict(argv: list[str]) -> Path:
     files, notes = check_kind(kind, paths, texts)
 
     from dlexp.engine.builders import resolve_device  # torch: once the request is checked
-    from dlexp.engine.inference import load_classifier
+    from dlexp.engine.inference import load_classifier  # torch: only once inputs are checked
 
     payload = load_payload(ckpt, trusted)
     classifier = load_classifier(payload, ckpt, resolve_device("auto"))
@@ -167,7 +167,7 @@ def report(result: Any, out: Path, ckpt: Path, payload: dict[str, Any], kind: st
     from rich.markup import escape
     from rich.table import Table
 
-    from dlexp.tracking.console import Reporter, error_console
+    from dlexp.tracking.console import Reporter, error_console  # rich: only to show results
 
     console = Reporter("auto").console
     predictions = result.predictions

@@ -78,7 +78,7 @@ def check_gan_run(run_dir: Path, ckpt: str) -> tuple[dict[str, Any], Path]:
 def write_grid(images: Any, path: Path) -> Any:
     """Images in [-1, 1] → one square-ish grid PNG, as the run's own per-epoch grids; returns
     the grid tensor [3, H, W] in [0, 1]."""
-    from dlexp.models.gan import image_grid
+    from dlexp.models.gan import image_grid  # torch: only once the arguments are checked
     from dlexp.tracking.figures import save_grid
 
     grid = image_grid(images)
@@ -88,7 +88,7 @@ def write_grid(images: Any, path: Path) -> Any:
 
 def draw(checkpoint: Path, n: int, seed: int, trust: bool = False) -> tuple[Any, dict[str, Any]]:
     """`n` images from the checkpoint's network (on the CPU) and the checkpoint itself."""
-    from dlexp.engine.checkpoint import load_checkpoint
+    from dlexp.engine.checkpoint import load_checkpoint  # torch: only once checked
 
     payload = load_checkpoint(checkpoint, "cpu")
     # the network is built from the checkpoint's own config, which config.yaml may not match

@@ -56,7 +56,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
             plain["trainer"] = pin_job(plain["trainer"], hc.job.num, parallel_jobs(hc))
     if run_dir is None:
         raise DlexpError("train(cfg) outside Hydra needs run_dir=")
-    from dlexp.engine import distributed
+    from dlexp.engine import distributed  # torch: only for a valid config
 
     if distributed.world_size() > 1:  # torchrun: every rank works in rank 0's folder
         scratch, run_dir = run_dir, distributed.shared_run_dir(run_dir, plain["trainer"]["device"])

@@ -142,7 +142,7 @@ def print_summary(manifest: Mapping[str, Any], mode: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from dlexp.tracking.console import plain_console
+    from dlexp.tracking.console import plain_console  # rich: only to print the table
 
     jobs = ranked(list(manifest["jobs"].values()), mode)
     sweep_dir = Path(manifest["sweep_dir"])

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dlexp.models.vae import decode_images, encode_means
+from dlexp.tracking.figures import short_label
 
 PER_ROW = 8  # images per row of the reconstruction grid
 STEPS = 10  # images per interpolation row, both ends included
@@ -57,8 +58,6 @@ def latent_figure(codes: Tensor, labels: Tensor, classes: Sequence[str], variati
     """A scatter of the codes coloured by class: the plane itself for 2-d codes, else their
     first two principal components (with the share of variance they show)."""
     from matplotlib.figure import Figure  # matplotlib: only when the figure is drawn
-
-    from dlexp.tracking.figures import short_label
 
     z = codes.detach().double().cpu()
     what = "posterior means" if variational else "codes"
