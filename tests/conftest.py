@@ -19,6 +19,12 @@ from dlexp.config.resolvers import register_resolvers, to_plain
 
 REPO = Path(__file__).resolve().parent.parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each computes on one thread (and so do the commands
+    # it starts), else the workers' thread pools wait on each other. Set before torch is
+    # imported: nothing above imports it (the test modules, imported after this one, do).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def compose_cfg(tmp: Path | None, *overrides: str, hydra: bool = False) -> DictConfig:
     """The shipped configs composed with `overrides`; outputs and data kept under `tmp` (when
