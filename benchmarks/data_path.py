@@ -17,10 +17,10 @@ from common import interleaved, median, report
 def build(kind: str, workers: int, batch_size: int, device: str):
     import torch
 
-    from dlexp.data.pipeline import build_image_data
+    from dlexp.engine.databuild import build_data
     from dlexp.models.cnn import LeNet5
 
-    data = build_image_data(
+    data = build_data(
         {
             "name": "mnist_sample",
             "data_dir": "~/.cache/dlexp/data",

@@ -16,17 +16,17 @@ from tests.conftest import latest_run, run_cli
 
 def text_cfg(train: Path, **extra: Any) -> dict[str, Any]:
     cfg = {
-        "train": str(train), "val": None, "test": None, "format": "auto", "text_column": "text",
-        "label_column": "label", "labels": None, "lowercase": True, "split_seed": 0,
-        "val_fraction": 0.0, "test_fraction": 0.0,
+        "name": "text_files", "train": str(train), "val": None, "test": None, "format": "auto",
+        "text_column": "text", "label_column": "label", "labels": None, "lowercase": True,
+        "split_seed": 0, "val_fraction": 0.0, "test_fraction": 0.0,
     }  # fmt: skip
     return cfg | extra
 
 
 def read(train: Path, **extra: Any) -> list[str]:
-    from dlexp.data.textfiles import load_text_files
+    from dlexp.engine.databuild import text_source
 
-    corpus, _, classes = load_text_files(text_cfg(train, **extra))
+    corpus, _, classes = text_source(text_cfg(train, **extra)).load()
     return classes
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dlexp.data import imdb
-from dlexp.data.text import build_text_data
 from dlexp.data.tokenize import PAD, UNK, UNK_ID, Vocabulary, tokenize
+from dlexp.engine.databuild import build_data
 from dlexp.errors import DatasetNotFoundError, DlexpError
 from dlexp.tasks.registry import validate
 from tests.conftest import run_cli
@@ -73,7 +73,7 @@ def imdb_cfg(data_dir: Path, **over: Any) -> dict[str, Any]:
 
 
 def build(cfg: dict[str, Any], batch_size: int = 4, **kw: Any):
-    return build_text_data(cfg, batch_size=batch_size, eval_batch_size=5, device=CPU, seed=0, **kw)
+    return build_data(cfg, batch_size=batch_size, eval_batch_size=5, device=CPU, seed=0, **kw)
 
 
 def all_batches(loader, epoch: int = 0, start: int = 0) -> list[tuple[torch.Tensor, ...]]:

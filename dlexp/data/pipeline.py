@@ -1,17 +1,40 @@
-"""From a data config to the three loaders the loop consumes (the data builder)."""
+"""From an image data set to the three loaders the loop consumes (a GAN: one, and real images).
+
+What to read and how comes in as plain parameters; `dlexp.engine.databuild` makes them from the
+data config.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from dlexp.config.paths import expand_path
 from dlexp.data.loaders import DataLoaderBatches, TensorLoader, channel_stats, prepare_images
-from dlexp.data.text import build_text_data
-from dlexp.data.vision import load_image_splits
+from dlexp.data.vision import ImageSplits, load_image_splits
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image data set on disk, and how its training split is cut into train and val."""
+
+    name: str  # one of VISION_DATASETS
+    data_dir: Path
+    download: bool
+    val_fraction: float
+    split_seed: int
+
+    def load(self) -> ImageSplits:
+        """Train/val/test as uint8 tensors (the test split is always the same)."""
+        return load_image_splits(
+            self.name,
+            self.data_dir,
+            download=self.download,
+            val_fraction=self.val_fraction,
+            split_seed=self.split_seed,
+        )
 
 
 @dataclass
@@ -58,32 +81,17 @@ class ImageData:
         )
 
 
-def image_splits(data_cfg: Mapping[str, Any]) -> Any:
-    """The image data set a data config names, split into train/val/test (uint8 tensors)."""
-    return load_image_splits(
-        data_cfg["name"],
-        expand_path(data_cfg["data_dir"]),
-        download=data_cfg["download"],
-        val_fraction=data_cfg["val_fraction"],
-        split_seed=data_cfg["split_seed"],
-    )
-
-
-def build_data(data_cfg: Mapping[str, Any], **options: Any) -> Any:
-    """The data builder: image data sets here, text data sets in `dlexp.data.text`."""
-    kind = data_cfg.get("kind", "image")
-    if kind == "text":
-        return build_text_data(data_cfg, **options)
-    return build_image_data(data_cfg, **options)
-
-
 def split_bytes(n: int, channels: int, size: int) -> int:
     return n * channels * size * size * 4  # float32 once prepared
 
 
 def build_image_data(
-    data_cfg: Mapping[str, Any],
+    source: ImageSource,
     *,
+    augment: str,
+    loader: str,
+    memory_budget_mb: float,
+    num_workers: int,
     batch_size: int,
     eval_batch_size: int,
     model_image_size: int | None,
@@ -96,7 +104,10 @@ def build_image_data(
     rank: int = 0,
     world_size: int = 1,
 ) -> ImageData:
-    splits = image_splits(data_cfg)
+    """`loader`: tensor (every split prepared on the device), dataloader (uint8 images on the
+    host, `num_workers` processes), or auto (tensor when the splits fit `memory_budget_mb`).
+    `augment` applies to the training batches only."""
+    splits = source.load()
     train_x, train_y = splits.train_x, splits.train_y
     val_x, val_y = splits.val_x, splits.val_y
     if overfit_batches:
@@ -109,16 +120,16 @@ def build_image_data(
     mean, std = channel_stats(splits.train_x)
 
     total = sum(split_bytes(len(x), channels, size) for x in (train_x, val_x, splits.test_x))
-    kind = data_cfg["loader"]
+    kind = loader
     if kind == "auto":
-        kind = "tensor" if total <= data_cfg["memory_budget_mb"] * 2**20 else "dataloader"
+        kind = "tensor" if total <= memory_budget_mb * 2**20 else "dataloader"
 
     def make(x: torch.Tensor, y: torch.Tensor, bs: int, train: bool, limit: int | None):
         shuffle = train and not overfit_batches
         opts = dict(
             shuffle=shuffle,
             seed=seed,
-            augment=data_cfg["augment"] if train else "none",
+            augment=augment if train else "none",
             limit_batches=limit,
             rank=rank if train else 0,
             world_size=world_size if train else 1,
@@ -134,7 +145,7 @@ def build_image_data(
             std=std,
             size=size,
             channels_last=channels_last,
-            num_workers=data_cfg["num_workers"],
+            num_workers=num_workers,
         )
 
     return ImageData(
@@ -152,8 +163,8 @@ def build_image_data(
     )
 
 
-def build_gan_data(
-    data_cfg: Mapping[str, Any],
+def build_gan_images(
+    source: ImageSource,
     *,
     batch_size: int,
     seed: int,
@@ -167,7 +178,7 @@ def build_gan_data(
     `drop_last`: a last batch of a few images gives batch norm useless statistics. No
     augmentation: random crops with zero padding would teach the generator black borders.
     """
-    splits = image_splits(data_cfg)
+    splits = source.load()
     size, half = splits.image_size, [0.5] * splits.channels
     loader = TensorLoader(
         prepare_images(splits.train_x.to(device), half, half, size),

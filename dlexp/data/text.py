@@ -1,7 +1,8 @@
 """Text classification data (`kind: text`): token ids on the device, batched like the image path.
 
-`build_text_data` reads a data set (IMDB or local files), builds the vocabulary from the
-training split only, and returns `TextData`, whose loaders yield `((token_ids, lengths), labels)`.
+`build_text_data` reads a data set (an `ImdbSource` or `TextFiles`, which
+`dlexp.engine.databuild` makes from the data config), builds the vocabulary from the training
+split only, and returns `TextData`, whose loaders yield `((token_ids, lengths), labels)`.
 Every split lives on the training device as one right-padded id matrix; each batch is cut to its
 own longest sequence. The order of an epoch is `TensorLoader`'s (seed, epoch) permutation, so
 resuming mid-epoch and DDP sharding work exactly as for images; `bucket=true` regroups that
@@ -11,18 +12,18 @@ permutation into batches of similar length (less padding), still a function of (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from dlexp.config.paths import expand_path
 from dlexp.data.imdb import CLASSES, load_imdb
 from dlexp.data.loaders import TensorLoader, epoch_generator
-from dlexp.data.textfiles import load_text_files
+from dlexp.data.textfiles import TextFiles
 from dlexp.data.tokenize import (
     PAD_ID,
     TOKEN_PATTERN,
@@ -34,7 +35,6 @@ from dlexp.data.tokenize import (
     pad_documents,
     split_off,
 )
-from dlexp.errors import DlexpError
 
 BUCKET_POOL = 50  # batches whose samples are sorted by length together when bucketing
 
@@ -188,31 +188,56 @@ class TextData:
         )
 
 
+@dataclass(frozen=True)
+class ImdbSource:
+    """The Large Movie Review Dataset in `data_dir`; `val_fraction` of its training reviews
+    (drawn with `split_seed`) validate, its official test reviews test."""
+
+    data_dir: Path
+    download: bool
+    val_fraction: float
+    split_seed: int
+    lowercase: bool
+    name: ClassVar[str] = "imdb"
+
+    def load(self) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
+        """The whole corpus, tokenised, with the document indices of each split and the class
+        names."""
+        corpus, is_test = load_imdb(self.data_dir, download=self.download, lowercase=self.lowercase)
+        rng = np.random.default_rng(self.split_seed)
+        train = np.flatnonzero(~is_test)
+        train, val = split_off(train, round(self.val_fraction * len(train)), rng)
+        return corpus, {"train": train, "val": val, "test": np.flatnonzero(is_test)}, CLASSES
+
+
+TextSource = ImdbSource | TextFiles
+
+
 def build_text_data(
-    data_cfg: Mapping[str, Any],
+    source: TextSource,
     *,
+    min_freq: int,
+    max_vocab: int | None,
+    max_len: int,
+    bucket: bool,
     batch_size: int,
     eval_batch_size: int,
     device: torch.device,
     seed: int,
-    model_image_size: int | None = None,  # images only; accepted for the common signature
-    channels_last: bool = False,  # images only
     limit_train_batches: int | None = None,
     limit_val_batches: int | None = None,
     overfit_batches: int = 0,
     rank: int = 0,
     world_size: int = 1,
 ) -> TextData:
-    """The text data builder: read, split, build the vocabulary on train only, make loaders."""
-    corpus, splits, classes = load_text_splits(data_cfg)
+    """Read, split, build the vocabulary on train only (words seen `min_freq` times, at most
+    `max_vocab`), make loaders of texts cut to `max_len` tokens (`bucket`: of similar length)."""
+    corpus, splits, classes = source.load()
     train_idx, val_idx = splits["train"], splits["val"]
-    vocab, mapping = build_vocabulary(
-        corpus, train_idx, data_cfg["min_freq"], data_cfg["max_vocab"]
-    )
+    vocab, mapping = build_vocabulary(corpus, train_idx, min_freq, max_vocab)
     if overfit_batches:  # debugging aid, as for images: train and validate on the same batches
         train_idx = train_idx[: overfit_batches * batch_size]
         val_idx = train_idx
-    max_len, bucket = data_cfg["max_len"], data_cfg["bucket"]
 
     def make(docs: np.ndarray, bs: int, train: bool, limit: int | None) -> TextLoader:
         ids, lengths = pad_documents(corpus, docs, mapping, max_len)
@@ -235,27 +260,7 @@ def build_text_data(
         test=make(splits["test"], eval_batch_size, False, None),
         classes=classes,
         vocab=vocab,
-        name=data_cfg["name"],
-        lowercase=data_cfg["lowercase"],
+        name=source.name,
+        lowercase=source.lowercase,
         max_len=max_len,
     )
-
-
-def load_text_splits(
-    data_cfg: Mapping[str, Any],
-) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
-    """The whole corpus, tokenised, with the document indices of each split and class names."""
-    name = data_cfg["name"]
-    if name == "imdb":
-        corpus, is_test = load_imdb(
-            expand_path(data_cfg["data_dir"]),
-            download=data_cfg["download"],
-            lowercase=data_cfg["lowercase"],
-        )
-        rng = np.random.default_rng(data_cfg["split_seed"])
-        train = np.flatnonzero(~is_test)
-        train, val = split_off(train, round(data_cfg["val_fraction"] * len(train)), rng)
-        return corpus, {"train": train, "val": val, "test": np.flatnonzero(is_test)}, CLASSES
-    if name == "text_files":
-        return load_text_files(data_cfg)
-    raise DlexpError(f"data.name: unknown text data set {name!r}; valid: imdb, text_files")

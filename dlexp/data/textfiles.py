@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,48 +19,77 @@ from dlexp.errors import DlexpError
 Record = tuple[str, str, str]  # where (file and line, for messages), text, label
 
 
-def load_text_files(cfg: Mapping[str, Any]) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
+@dataclass(frozen=True)
+class TextFiles:
     """Local files: `train` is required; `val` and `test` are read when given, else split off
-    the training file with `split_seed`."""
-    records = {s: _read_records(s, cfg) for s in ("train", "val", "test") if cfg.get(s)}
-    classes = _classes(cfg, records)
+    the training file with `split_seed` (`val_fraction` and `test_fraction` of it).
+
+    Paths are kept as the user wrote them (messages quote them) and expanded when read.
+    `labels`: the declared labels in their order, or None for those found in `train`."""
+
+    train: str | Path
+    val: str | Path | None
+    test: str | Path | None
+    format: str  # auto | csv | tsv | jsonl | folder
+    text_column: str
+    label_column: str
+    labels: tuple[str, ...] | None
+    encoding: str
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+    lowercase: bool
+    name: ClassVar[str] = "text_files"
+
+    def load(self) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
+        """The whole corpus, tokenised, with the document indices of each split and the class
+        names."""
+        return load_text_files(self)
+
+
+def load_text_files(files: TextFiles) -> tuple[Corpus, dict[str, np.ndarray], list[str]]:
+    """Every given file read and checked, labels mapped to class indices, the corpus tokenised;
+    a split not given is drawn from the training file."""
+    given = {"train": files.train, "val": files.val, "test": files.test}
+    records = {s: _read_records(s, path, files) for s, path in given.items() if path}
+    classes = _classes(files, records)
     position = {c: i for i, c in enumerate(classes)}
     texts, labels, splits = [], [], {}
     for split, rows in records.items():
         splits[split] = np.arange(len(texts), len(texts) + len(rows))
         texts += [text for _, text, _ in rows]
         labels += [position[label] for _, _, label in rows]
-    corpus = tokenize_corpus(texts, labels, cfg["lowercase"])
-    rng, total = np.random.default_rng(cfg["split_seed"]), len(splits["train"])
+    corpus = tokenize_corpus(texts, labels, files.lowercase)
+    rng, total = np.random.default_rng(files.split_seed), len(splits["train"])
+    fractions = {"test": files.test_fraction, "val": files.val_fraction}
     for split in ("test", "val"):  # both fractions are of the whole training file
         if split not in splits:
-            count = round(cfg[f"{split}_fraction"] * total)
+            count = round(fractions[split] * total)
             splits["train"], splits[split] = split_off(splits["train"], count, rng)
     return corpus, splits, classes
 
 
-def _read_records(split: str, cfg: Mapping[str, Any]) -> list[Record]:
-    key, path = f"data.{split}", expand_path(cfg[split])
+def _read_records(split: str, given: str | Path, files: TextFiles) -> list[Record]:
+    key, path = f"data.{split}", expand_path(given)
     if not path.exists():
         raise DlexpError(
             f"{key}: {path} does not exist. Give a CSV, TSV or JSONL file with a text and a "
             f"label column, or a folder with one sub-folder of .txt files per class."
         )
-    fmt = cfg["format"]
+    fmt = files.format
     if fmt == "auto":
         fmt = "folder" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix.lower(), "")
     if not fmt or (fmt == "folder") != path.is_dir():
         raise DlexpError(
-            f"data.format={cfg['format']} does not fit {key}={path} "
+            f"data.format={files.format} does not fit {key}={path} "
             f"({'a folder' if path.is_dir() else 'a file'}). Valid: csv, tsv, jsonl (files, "
             f"also told by the suffixes {', '.join(SUFFIX_FORMATS)}) or folder."
         )
-    encoding = cfg.get("encoding") or "utf-8"
     if fmt == "folder":
-        rows = _read_folder(key, path, encoding)
+        rows = _read_folder(key, path, files.encoding)
     else:
-        text = decode_text(path, path.read_bytes(), encoding, "data.encoding")
-        rows = _read_table(path, text, fmt, cfg["text_column"], cfg["label_column"])
+        text = decode_text(path, path.read_bytes(), files.encoding, "data.encoding")
+        rows = _read_table(path, text, fmt, files.text_column, files.label_column)
     if not rows:
         what = "no .txt files in its class folders" if fmt == "folder" else "no rows"
         raise DlexpError(f"{key}: {path} is empty ({what}); give it at least one example.")
@@ -156,13 +186,13 @@ def _read_folder(key: str, path: Path, encoding: str) -> list[Record]:
     ]
 
 
-def _classes(cfg: Mapping[str, Any], records: Mapping[str, list[Record]]) -> list[str]:
+def _classes(files: TextFiles, records: Mapping[str, list[Record]]) -> list[str]:
     """Declared `labels` (their order), or the training split's labels, sorted (numerically
     when they are all integers). Every label of every split must be one of them."""
-    declared = cfg.get("labels")
+    declared = files.labels
     found = {label for _, _, label in records["train"]}
     numeric = all(c.lstrip("-").isdigit() for c in found)
-    classes = [str(c) for c in declared] if declared else sorted(found, key=_natural(numeric))
+    classes = list(declared) if declared else sorted(found, key=_natural(numeric))
     for split, rows in records.items():
         for where, _, label in rows:
             if label in classes:
@@ -179,12 +209,12 @@ def _classes(cfg: Mapping[str, Any], records: Mapping[str, list[Record]]) -> lis
             )
     if len(classes) < 2:
         raise DlexpError(
-            f"data.train: {cfg['train']} has only one label ({', '.join(classes)}); a "
+            f"data.train: {files.train} has only one label ({', '.join(classes)}); a "
             f"classifier needs at least two. "
             + (
                 "Check that it holds one subfolder per class."
-                if cfg.get("format") == "folder" or Path(str(cfg["train"])).expanduser().is_dir()
-                else f"Check data.label_column={cfg['label_column']}."
+                if files.format == "folder" or Path(str(files.train)).expanduser().is_dir()
+                else f"Check data.label_column={files.label_column}."
             )
         )
     return classes

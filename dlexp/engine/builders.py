@@ -1,6 +1,7 @@
-"""Builders: the only place where config dicts become Python objects.
+"""Builders: where config dicts become Python objects (the data's builder: `databuild.py`).
 
-Models, the loop, loggers and checkpoints never see a config; they get the objects built here.
+Models, data, the loop, loggers and checkpoints never see a config; they get the objects built
+here.
 """
 
 from __future__ import annotations

@@ -16,9 +16,8 @@ import torch
 from torch import Tensor
 
 from dlexp.data.loaders import prepare_images
-from dlexp.data.pipeline import image_splits
-from dlexp.data.text import load_text_splits
 from dlexp.data.tokenize import pad_documents
+from dlexp.engine.databuild import image_splits, load_text_splits
 from dlexp.engine.export import BATCH_SIZES, Exportable
 from dlexp.engine.inference import Classifier, load_classifier
 from dlexp.errors import DlexpError

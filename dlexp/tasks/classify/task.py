@@ -15,7 +15,6 @@ from torch import nn
 
 from dlexp.config.derived import monitor_mode
 from dlexp.config.names import CHARTS, METRICS
-from dlexp.data.pipeline import build_data
 from dlexp.engine import distributed
 from dlexp.engine.builders import (
     build_model,
@@ -24,6 +23,7 @@ from dlexp.engine.builders import (
     regularized_weights,
 )
 from dlexp.engine.checkpoint import load_optimizer_state
+from dlexp.engine.databuild import build_data
 from dlexp.engine.setup import autocast_for, compile_model, wants_channels_last
 from dlexp.engine.task import Monitor, NonFiniteLoss, Outputs
 from dlexp.errors import DlexpError

@@ -14,9 +14,9 @@ import torch
 
 from dlexp.config.names import CHARTS, METRICS
 from dlexp.config.paths import expand_path
-from dlexp.data.pipeline import build_gan_data
 from dlexp.engine.builders import build_model, build_optimizer
 from dlexp.engine.checkpoint import load_optimizer_state
+from dlexp.engine.databuild import build_gan_data
 from dlexp.engine.frechet import Evaluation, build_evaluation
 from dlexp.engine.setup import autocast_for
 from dlexp.engine.task import Monitor, Outputs

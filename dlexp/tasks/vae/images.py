@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from dlexp.data.loaders import TensorLoader, prepare_images
-from dlexp.data.pipeline import image_splits
+from dlexp.engine.databuild import image_splits
 
 
 @dataclass
