@@ -3,6 +3,8 @@ contracts of `make lint` hold."""
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +87,59 @@ def test_every_package_ships_in_the_wheel():
         for p in (REPO / root).rglob("__init__.py")
     }
     assert found - listed == set()
+
+
+CONFIG_NAME = re.compile(r"^(cfg|conf|config|.+_cfg|.+_config)$")
+CONFIG_TYPE = re.compile(r"(?<!\w)(Mapping\[str, Any\]|DictConfig)(?!\w)")
+# Parameters that look like a config and are not one, each with the reason it may stay
+NOT_A_CONFIG = {
+    # keyword arguments handed on unread to torchvision's / timm's own builder
+    ("dlexp.models.hub", "torchvision_classifier", "kwargs"),
+    ("dlexp.models.hub", "timm_classifier", "kwargs"),
+}
+
+
+def config_parameters(source: str, module: str) -> list[tuple[str, str, str]]:
+    """(module, function, parameter) for each parameter of a function or method in `source`
+    named like a config or annotated as a mapping of config keys, in the order they appear."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]:
+            if arg is None:
+                continue
+            note = ast.unparse(arg.annotation) if arg.annotation else ""
+            if CONFIG_NAME.match(arg.arg) or CONFIG_TYPE.search(note.replace("typing.", "")):
+                found.append((arg.lineno, arg.col_offset, (module, node.name, arg.arg)))
+    return [f for *_, f in sorted(found)]
+
+
+def test_the_config_finder_finds_configs():
+    source = (
+        "def a(data_cfg, x: int): ...\n"
+        "class B:\n    def m(self, config): ...\n"
+        "def c(y: Mapping[str, Any], z: 'DictConfig', w: Optional[omegaconf.DictConfig]): ...\n"
+        "def d(*, opts: dict[str, int], cfg=None): ...\n"
+        "def e(name: str, options: Mapping[str, int], m: MutableMapping[str, Any]) -> None: ...\n"
+        "def f(o: Mapping[str, Any] | None = None, *args: DictConfig) -> Mapping[str, Any]: ...\n"
+    )
+    assert config_parameters(source, "m") == [
+        ("m", "a", "data_cfg"), ("m", "m", "config"), ("m", "c", "y"), ("m", "c", "z"),
+        ("m", "c", "w"), ("m", "d", "cfg"), ("m", "f", "o"), ("m", "f", "args"),
+    ]  # fmt: skip
+
+
+def test_data_and_models_take_no_config():
+    """Configs stop at the builders (dlexp/engine): every function of dlexp/data and
+    dlexp/models takes plain, typed parameters, never the config mapping to read keys from."""
+    found = []
+    for package in ("data", "models"):
+        for path in sorted((REPO / "dlexp" / package).rglob("*.py")):
+            module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            found += config_parameters(path.read_text(encoding="utf-8"), module)
+    offending = [f"{m}.{f}({p})" for m, f, p in found if (m, f, p) not in NOT_A_CONFIG]
+    assert not offending, "take plain parameters, built in dlexp/engine: " + ", ".join(offending)
+    stale = NOT_A_CONFIG - set(found)
+    assert not stale, f"allowances that no longer apply, remove them: {sorted(stale)}"
