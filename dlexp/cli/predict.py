@@ -27,7 +27,8 @@ from dlexp.cli.verbs import load_run_config, split_flags
 from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError
 from dlexp.tasks import registry
-from dlexp.tracking.runfolder import RunFolder, find_run, write_text
+from dlexp.tracking.runfolder import RunFolder, find_run
+from dlexp.tracking.writes import write_text
 
 USAGE = (
     "usage: dlexp predict <run folder | latest> INPUT... ckpt=best|last out=predictions.csv "

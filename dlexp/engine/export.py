@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dlexp.errors import DlexpError
-from dlexp.tracking.runfolder import write_json
+from dlexp.tracking.writes import write_json
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 18  # ONNX Runtime >= 1.14 runs it

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp import __version__
-from dlexp.tracking.runfolder import now_iso
+from dlexp.tracking.writes import now_iso
 
 
 class Stopwatch:

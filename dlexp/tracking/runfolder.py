@@ -17,8 +17,8 @@ A run folder holds:
     exports/          `dlexp export`: best.onnx, best.torchscript.pt, each with its .json
     .lock             while a process trains or evaluates here: who (the lock is on the folder)
 
-Every write is atomic (a temporary file renamed over the old one), so a reader never sees
-half a file and a killed process leaves the previous version. Torch-free.
+Every write is atomic (tracking/writes.py), so a reader never sees half a file and a killed
+process leaves the previous version. Torch-free.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import math
 import os
 import socket
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.errors import DlexpError, FolderOccupied
+from dlexp.tracking.writes import now_iso, write_json, write_text
 
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
@@ -57,23 +57,6 @@ SCHEMA_KEY = "dlexp_schema"  # config.yaml's schema version
 SCHEMA_VERSION = 1
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write `text` atomically: a temporary file in the same folder, renamed over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """JSON, atomically; NaN and infinities as strings ("nan"): strict parsers reject them."""
-    write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`; {} when it is missing, unreadable or not an object."""
     try:
@@ -81,25 +64,6 @@ def read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def finite_or_str(value: float) -> float | str:
-    value = float(value)
-    return value if math.isfinite(value) else str(value)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return finite_or_str(value)
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def find_run(arg: str) -> Path:

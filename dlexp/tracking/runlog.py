@@ -22,15 +22,8 @@ from dlexp.tracking.figures import as_rgb
 from dlexp.tracking.hparams import headline, hparams_of, without_targets
 from dlexp.tracking.loggers import Record, RunStart, open_logger
 from dlexp.tracking.provenance import git_info
-from dlexp.tracking.runfolder import (
-    COMMAND,
-    LOGGERS,
-    METRICS,
-    RunFolder,
-    finite_or_str,
-    read_json,
-    write_text,
-)
+from dlexp.tracking.runfolder import COMMAND, LOGGERS, METRICS, RunFolder, read_json
+from dlexp.tracking.writes import finite_or_str, write_text
 
 __all__ = ["RunLogger", "hparams_of", "truncate_after"]  # hparams_of: for the runner
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.tracking.provenance import Stopwatch, environment, git_info
-from dlexp.tracking.runfolder import RunFolder, now_iso
+from dlexp.tracking.runfolder import RunFolder
+from dlexp.tracking.writes import now_iso
 
 
 def last_epoch_record(path: Path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.tracking.loggers import Record, RunStart
-from dlexp.tracking.runfolder import METRICS_CSV, RUN_CSV, write_text
+from dlexp.tracking.runfolder import METRICS_CSV, RUN_CSV
+from dlexp.tracking.writes import write_text
 
 FIXED = ["kind", "step", "epoch", "time"]
 END_KINDS = ("test", "best")  # written again by a resumed run

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.tracking.loggers import Record, RunStart
-from dlexp.tracking.runfolder import CHECKPOINTS, SUMMARY, read_json, write_text
+from dlexp.tracking.runfolder import CHECKPOINTS, SUMMARY, read_json
+from dlexp.tracking.writes import write_text
 
 PARENT_FILE = "mlflow.json"  # in a sweep folder: the sweep's experiment and parent run
 ENDED = {"done": "FINISHED", "failed": "FAILED"}  # interrupted, pruned: KILLED
