@@ -21,7 +21,8 @@ from dlexp.cli.verbs import resume
 from dlexp.engine.runner import Runner
 from dlexp.errors import DlexpError, FolderOccupied
 from dlexp.tasks.classify.task import ClassifyTask
-from dlexp.tracking.runfolder import LOCK, RunFolder, check_unlocked
+from dlexp.tracking.lock import LOCK, check_unlocked
+from dlexp.tracking.runfolder import RunFolder
 from tests.conftest import cli_env, compose_cfg, read_jsonl
 
 pytestmark = pytest.mark.slow

@@ -24,13 +24,8 @@ from dlexp.errors import DlexpError, FolderOccupied, format_problems
 from dlexp.sweeps.manifest import finished_objective
 from dlexp.tasks.registry import train, validate
 from dlexp.tracking.console import print_note
-from dlexp.tracking.runfolder import (
-    SCHEMA_KEY,
-    SCHEMA_VERSION,
-    RunFolder,
-    check_unlocked,
-    find_run,
-)
+from dlexp.tracking.lock import check_unlocked
+from dlexp.tracking.runfolder import SCHEMA_KEY, SCHEMA_VERSION, RunFolder, find_run
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
 SAFE_ON_RESUME = (

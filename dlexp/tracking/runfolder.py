@@ -23,18 +23,17 @@ process leaves the previous version. Torch-free.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from dlexp.errors import DlexpError, FolderOccupied
+from dlexp.errors import DlexpError
+from dlexp.tracking.lock import LOCK, hold
 from dlexp.tracking.writes import now_iso, write_json, write_text
 
 CONFIG = "config.yaml"
@@ -51,7 +50,6 @@ PROVENANCE = "provenance"
 VOCAB = "vocab.json"
 EXPORTS = "exports"
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-LOCK = ".lock"
 LATEST = "latest"  # in the output root: the newest run's path, one line
 SCHEMA_KEY = "dlexp_schema"  # config.yaml's schema version
 SCHEMA_VERSION = 1
@@ -84,11 +82,6 @@ def find_run(arg: str) -> Path:
             "Give a folder under outputs/runs/ or outputs/sweeps/<sweep>/, or `latest`."
         )
     return path.resolve()
-
-
-# Locks held by this process: path → [file descriptor, depth]. A process may take its own
-# folder's lock again (a sweep job checks its folder, then trains in it).
-_held: dict[str, list[int]] = {}
 
 
 class RunFolder:
@@ -266,70 +259,8 @@ class RunFolder:
             return  # never replace something the user made
         write_text(link, f"{self.path}\n")
 
-    # -- the lock ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, purpose: str = "trains") -> Iterator[None]:
-        """Hold the folder's lock: one process writes here at a time.
-
-        An OS lock (flock) on the folder itself: the OS lets go of it when the holder dies,
-        however it dies, so a lock left by a killed process is taken over at once (a requeued
-        cluster job resumes). While it is held, `.lock` says who holds it, for the message
-        another process gets; it is removed on release, so a refused or failed command leaves
-        the folder as it found it.
-        """
-        import fcntl  # POSIX only; dlexp runs on Linux and macOS
-
-        key = str(self.path.resolve())
-        if key in _held:  # this process holds it already (a sweep job checks, then trains)
-            _held[key][1] += 1
-            try:
-                yield
-            finally:
-                _held[key][1] -= 1
-            return
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
-                raise
-            raise FolderOccupied(
-                f"{self.path} is in use: {self.holder()}. Wait for it to finish (or stop it), "
-                "then try again; two processes writing one run folder would mix two runs."
-            ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
-        _held[key] = [fd, 1]
-        try:
-            write_text(self.path / LOCK, json.dumps({**info, "purpose": purpose}) + "\n")
-            yield
-        finally:
-            _held[key][1] -= 1
-            if _held[key][1] == 0:
-                del _held[key]
-                with contextlib.suppress(OSError):
-                    (self.path / LOCK).unlink()
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-
-    def holder(self) -> str:
-        """Who holds the lock, as `.lock` says."""
-        try:
-            info = json.loads((self.path / LOCK).read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError):
-            info = {}
-        if not info:
-            return "another process holds its lock"
-        return (
-            f"process {info.get('pid')} on {info.get('host')} {info.get('purpose', 'works')} "
-            f"there (since {info.get('since')})"
-        )
-
-
-def check_unlocked(path: Path) -> None:
-    """Refuse at once when another process holds `path`'s lock (taking it only a moment).
-    Under torchrun only rank 0 asks: it is the one that takes the lock, and another rank's
-    moment with it would refuse rank 0 itself."""
-    if os.environ.get("RANK", "0") == "0" and Path(path).is_dir():
-        with RunFolder(path).lock("checks"):
-            pass
+    # -- the lock (tracking/lock.py) --------------------------------------------------------
+    def lock(self, purpose: str = "trains") -> AbstractContextManager[None]:
+        """Hold the folder's lock: one process writes here at a time. FolderOccupied names the
+        holder when another process has it; `purpose` says what this one does here."""
+        return hold(self.path, purpose)
