@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.cli.predict import CHECKPOINTS, checkpoint_path, load_payload
-from dlexp.cli.verbs import load_run_config, split_flags
+from dlexp.cli.runconfig import load_run_config
+from dlexp.cli.verbs import split_flags
 from dlexp.config.trust import check_trust
 from dlexp.errors import DlexpError
 from dlexp.tasks import registry
