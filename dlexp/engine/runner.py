@@ -3,7 +3,9 @@
 The runner owns what every family shares — the lock on the run folder, stop handling,
 restoring a checkpoint, `latest`, the loggers and HParams, the epoch range, the best epoch
 and early stopping, epoch checkpoints, pruning, the epoch table, the summary and clean-up.
-A `Task` (engine/task.py) owns what differs, in its own plain loop. Read `fit` top to bottom.
+What the run says about itself (its opening lines, HParams, summary.json, the closing panel)
+is put together in engine/report.py. A `Task` (engine/task.py) owns what differs, in its own
+plain loop. Read `fit` top to bottom.
 
 A resume that is refused or fails before its first step leaves the folder as it found it:
 nothing is written until the device is set up, the lock is held and the checkpoint restored.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from dlexp.engine.checkpoint import (
     save_epoch_checkpoints,
 )
 from dlexp.engine.interrupt import StopRequest, outcome, with_checkpoint_note
+from dlexp.engine.report import closing_panel, log_settings, opening, run_summary
 from dlexp.engine.setup import check_writable, setup_torch
 from dlexp.engine.task import NonFiniteLoss, Task, improved
 from dlexp.sweeps import trial
@@ -38,8 +40,7 @@ from dlexp.tracking import figures
 from dlexp.tracking.console import Reporter
 from dlexp.tracking.provenance import Stopwatch, git_patch, requirements
 from dlexp.tracking.runfolder import RunFolder
-from dlexp.tracking.runlog import RunLogger, hparams_of
-from dlexp.tracking.summary import common_fields
+from dlexp.tracking.runlog import RunLogger
 
 
 class Runner:
@@ -150,41 +151,17 @@ class Runner:
         # `latest` moves once the run has started, not for one that failed to
         self.folder.set_latest(expand_path(self.cfg["paths"]["output_root"]))
         step = self.state.step if self.resume is not None else None
-        task, cfg, monitor = self.task, self.cfg, self.task.monitor
+        cfg = self.cfg
         self.logger = RunLogger(
             self.folder.path, resume_step=step, loggers=cfg.get("logger"), trainer=cfg["trainer"],
             output_root=expand_path(cfg["paths"]["output_root"]), say=self.reporter.info,
         )  # fmt: skip
-        best = [f"best/{monitor.metric}"] if monitor.mode != "last" else []
-        self.logger.log_hparams(
-            hparams_of(cfg, self.choices, task.unused_groups, task.effective),
-            metrics=[*best, *task.metrics],
-            charts=task.charts, family=task.family, started=self.clock.start,
-        )  # fmt: skip
-        self.logger.log_graph(task.graph)
+        log_settings(self.logger, self.task, cfg, self.choices, self.clock.start)
 
     def announce(self) -> None:
-        task, resumed = self.task, self.resume is not None
-        head = f"run folder: {self.folder.path}"
-        if resumed:
-            head = f"resuming {self.folder.path} from step {self.state.step}"
-        self.reporter.info(f"{head}\n{task.describe(resumed)}")
-        trainer = self.cfg["trainer"]
-        cores = os.cpu_count() or 1
-        if self.device.type != "cpu":
-            return
-        if (trainer["threads"] or 0) > cores:
-            self.reporter.info(
-                f"note: trainer.threads={trainer['threads']} is more than this machine's "
-                f"{cores} cores, which is slower than trainer.threads={cores}"
-            )
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        if not trainer["threads"] and load > cores:
-            # torch's threads wait on each other when other work holds the cores
-            self.reporter.info(
-                f"note: the CPU is busy (load {load:.1f} on {cores} cores); while other work "
-                "runs, trainer.threads=1 can train several times faster"
-            )
+        step = self.state.step if self.resume is not None else None
+        for message in opening(self.task, self.folder.path, step, self.cfg["trainer"], self.device):
+            self.reporter.info(message)
 
     # -- the epochs --------------------------------------------------------------------------
     def fit(self) -> None:
@@ -331,49 +308,16 @@ class Runner:
             distributed.cleanup()
 
     def write_summary(self, status: str, error: str | None, test: Mapping[str, float]) -> None:
-        task = self.task
-        state = self.state if self.state is not None else _NoState()
-        summary = common_fields(
-            self.folder.path, self.cfg, self.choices, state,
-            status=status, error=error, clock=self.clock, device=self.device,
-            effective=task.effective,
+        """summary.json (engine/report.py), then the closing panel once the loggers are open."""
+        summary = run_summary(
+            self.task, self.state, run_dir=self.folder.path, cfg=self.cfg, choices=self.choices,
+            status=status, error=error, test=test, clock=self.clock, device=self.device,
         )  # fmt: skip
-        summary["task"] = task.family
-        summary["monitor"] = {"metric": task.monitor.metric, "mode": task.monitor.mode}
-        summary["test"] = dict(test)
-        params = task.num_params() if self.state is not None else {}
-        summary["num_params"] = sum(params.values())
-        if len(params) > 1:
-            summary["num_params_by_net"] = params
-        if self.state is not None:
-            summary.update(task.summary(self.state))
         self.folder.write_summary(summary)
         if self.logger is None:
             return  # failed while building: the error message says it all
-        monitor = task.monitor.metric
-        shown: dict[str, Any] = {"status": status}
-        if task.monitor.mode != "last":
-            shown.update({f"best {monitor}": state.best, "best epoch": state.best_epoch})
-        final = summary["final"]
-        shown.update({k: final[k] for k in task.summary_keys if k in final})
-        shown.update(test)
-        shown["epochs"] = state.epoch
-        wall = f"{self.clock.elapsed:.1f}s"
-        if self.resume is not None:
-            wall += f" (whole run {summary['wall_time_s']:.1f}s)"
-        shown["wall time"] = wall
-        shown["run folder"] = str(self.folder.path)
-        self.reporter.final(task.title, shown, "green" if status == "done" else "red")
-
-
-@dataclasses.dataclass
-class _NoState:
-    """The counters of a run that failed before its task made a state."""
-
-    epoch: int = 0
-    step: int = 0
-    best: float | None = None
-    best_epoch: int = 0
-    samples: int = 0
-    train_seconds: float = 0.0
-    stopped_early: bool = False
+        shown = closing_panel(
+            self.task, self.state, summary, status=status, test=test, clock=self.clock,
+            resumed=self.resume is not None, run_dir=self.folder.path,
+        )  # fmt: skip
+        self.reporter.final(self.task.title, shown, "green" if status == "done" else "red")

@@ -25,7 +25,7 @@ from dlexp.tracking.provenance import git_info
 from dlexp.tracking.runfolder import COMMAND, LOGGERS, METRICS, RunFolder, read_json
 from dlexp.tracking.writes import finite_or_str, write_text
 
-__all__ = ["RunLogger", "hparams_of", "truncate_after"]  # hparams_of: for the runner
+__all__ = ["RunLogger", "hparams_of", "truncate_after"]  # hparams_of: for engine/report.py
 
 log = logging.getLogger("dlexp")
 FLUSH_SECONDS = 30.0
