@@ -3,6 +3,7 @@ encoded images, and the latent space as a scatter of codes coloured by class.
 
 Grids are tensors [3, H, W] in [0, 1] (the runner writes them as PNG and to TensorBoard); the
 scatter is a matplotlib Figure. Images come in [0, 1], as the family trains on them.
+`epoch_pictures` and `latent_pictures` draw a run's pictures and hand them to its Outputs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,65 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dlexp.engine.task import Outputs
 from dlexp.models.vae import decode_images, encode_means
+from dlexp.tasks.vae.images import Images
+from dlexp.tasks.vae.loop import corrupt
 from dlexp.tracking.figures import short_label
 
+SHOWN = 16  # validation images in the reconstruction grid
 PER_ROW = 8  # images per row of the reconstruction grid
 STEPS = 10  # images per interpolation row, both ends included
 PAIRS = 4  # interpolation rows
+
+
+def fixed_batch(val_x: Tensor, denoise: str, level: float, seed: int) -> list[Tensor]:
+    """The validation images the reconstruction grid shows every epoch and, when the model
+    denoises, their corrupted copies: the same corruption every epoch (from `seed`)."""
+    shown = val_x[:SHOWN]
+    if denoise == "none":
+        return [shown]
+    gen = torch.Generator().manual_seed(seed)
+    return [shown, corrupt(shown, denoise, level, gen)]
+
+
+def epoch_pictures(
+    out: Outputs,
+    net: nn.Module,
+    shown: Sequence[Tensor],
+    fixed_noise: Tensor | None,
+    epoch: int,
+    step: int,
+    batch: int,
+) -> None:
+    """The fixed validation batch (`shown`: the inputs, and their corrupted copies when the
+    model denoises) beside its reconstructions; a VAE's samples from `fixed_noise`."""
+    if not out.active:
+        return
+    rows = [*shown, decode_images(net, encode_means(net, shown[-1], batch))]
+    what = "input, corrupted, reconstruction" if len(rows) == 3 else "input, reconstruction"
+    name = f"reconstructions_epoch_{epoch:03d}.png"
+    out.image(
+        "reconstructions/val", reconstruction_grid(rows), step, name, f"{what}, epoch {epoch}"
+    )
+    if fixed_noise is not None:
+        samples = grid(decode_images(net, fixed_noise), PER_ROW)
+        name = f"samples_epoch_{epoch:03d}.png"
+        out.image("samples/fixed_noise", samples, step, name, f"samples, epoch {epoch}")
+
+
+def latent_pictures(
+    out: Outputs, net: nn.Module, data: Images, variational: bool, step: int, batch: int
+) -> None:
+    """The interpolation between encoded validation images and the latent scatter."""
+    if not out.active:
+        return
+    x, y = data.split("val")
+    interpolation = interpolation_grid(net, x, interpolation_pairs(y))
+    out.image("val/interpolation", interpolation, step, "interpolation.png", "interpolation")
+    codes = encode_means(net, x, batch)
+    fig = latent_figure(codes, y, data.classes, variational)
+    out.figure("val/latent_space", fig, step, "latent_space.png")
 
 
 def grid(images: Tensor, per_row: int) -> Tensor:

@@ -5,7 +5,7 @@ validation reconstruction term for an autoencoder (both in nats per image, lower
 After every epoch: validation metrics, a fixed validation batch beside its reconstructions,
 a VAE's samples from fixed noise; every `model.eval.every_n_epochs`: the linear probe and a
 VAE's Fréchet distance. At the end, on `best.pt`: the interpolation and latent-space figures
-and the test split.
+and the test split. The pictures are drawn in `pictures.py`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,7 @@ from dlexp.errors import DlexpError
 from dlexp.models.vae import decode_images, encode_means
 from dlexp.tasks.vae import pictures
 from dlexp.tasks.vae.images import Images, build_images
-from dlexp.tasks.vae.loop import (
-    VaeState,
-    corrupt,
-    evaluate,
-    per_image,
-    reset_epoch,
-    train_one_epoch,
-)
+from dlexp.tasks.vae.loop import VaeState, evaluate, per_image, reset_epoch, train_one_epoch
 from dlexp.tasks.vae.network import build_network, vae_options
 from dlexp.tasks.vae.probe import probe_accuracy
 from dlexp.tasks.vae.schema import MONITORS
@@ -41,7 +34,6 @@ from dlexp.tracking.summary import effective_settings
 FAMILY = "vae"
 # seeds derived from trainer.seed: the sample grid's noise is the seed itself
 EVAL_NOISE, VAL_NOISE, FIGURE_NOISE = 1, 2, 3
-SHOWN = 16  # validation images in the reconstruction grid
 # the epoch table: column → metric
 COLUMNS = {
     "loss": "train/loss",
@@ -117,11 +109,9 @@ class VaeTask:
             if self._measures(m if m.startswith("eval/") else f"val/{m.split('/', 1)[1]}")
             and (tested or not m.startswith("test/"))
         ]
-        shown = self.data.val_x[:SHOWN]
-        self.shown = [shown]
-        if self.opts.denoise != "none":  # the same corruption every epoch
-            gen = torch.Generator().manual_seed(self.seed + FIGURE_NOISE)
-            self.shown.append(corrupt(shown, self.opts.denoise, self.opts.denoise_level, gen))
+        self.shown = pictures.fixed_batch(
+            self.data.val_x, self.opts.denoise, self.opts.denoise_level, self.seed + FIGURE_NOISE
+        )
         self.effective = effective_settings(
             cfg, device=device, grad_clip=self.opts.grad_clip, optimizers={"optim": self.optimizer}
         )
@@ -193,7 +183,10 @@ class VaeTask:
                 "longer finite. Try a lower optim.lr, trainer.grad_clip=1.0 or "
                 "model.kl_warmup_epochs=2."
             )
-        self.pictures(epoch, state.step)
+        batch = self.cfg["trainer"]["eval_batch_size"]
+        pictures.epoch_pictures(
+            self.out, self.net, self.shown, self.fixed_noise, epoch, state.step, batch
+        )
         due = self.cfg["trainer"]["figures_every_n_epochs"]
         if due and epoch % due == 0:
             self.latent_pictures(state.step)
@@ -222,32 +215,9 @@ class VaeTask:
             )
         return metrics
 
-    def pictures(self, epoch: int, step: int) -> None:
-        """The fixed validation batch beside its reconstructions; a VAE's fixed-noise samples."""
-        if not self.out.active:
-            return
-        batch = self.cfg["trainer"]["eval_batch_size"]
-        rows = [*self.shown, decode_images(self.net, encode_means(self.net, self.shown[-1], batch))]
-        grid = pictures.reconstruction_grid(rows)
-        what = "input, corrupted, reconstruction" if len(rows) == 3 else "input, reconstruction"
-        name = f"reconstructions_epoch_{epoch:03d}.png"
-        self.out.image("reconstructions/val", grid, step, name, f"{what}, epoch {epoch}")
-        if self.fixed_noise is not None:
-            grid = pictures.grid(decode_images(self.net, self.fixed_noise), pictures.PER_ROW)
-            name = f"samples_epoch_{epoch:03d}.png"
-            self.out.image("samples/fixed_noise", grid, step, name, f"samples, epoch {epoch}")
-
     def latent_pictures(self, step: int) -> None:
-        """The interpolation between encoded validation images and the latent scatter."""
-        if not self.out.active:
-            return
-        x, y = self.data.split("val")
-        pairs = pictures.interpolation_pairs(y)
-        grid = pictures.interpolation_grid(self.net, x, pairs)
-        self.out.image("val/interpolation", grid, step, "interpolation.png", "interpolation")
-        codes = encode_means(self.net, x, self.cfg["trainer"]["eval_batch_size"])
-        fig = pictures.latent_figure(codes, y, self.data.classes, self.variational)
-        self.out.figure("val/latent_space", fig, step, "latent_space.png")
+        batch = self.cfg["trainer"]["eval_batch_size"]
+        pictures.latent_pictures(self.out, self.net, self.data, self.variational, step, batch)
 
     def progress(self, metrics: Mapping[str, float]) -> dict[str, float]:
         shown = {"loss": metrics["train/loss"], "recon": metrics["train/recon"]}
