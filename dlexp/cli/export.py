@@ -12,12 +12,12 @@ Default: <run>/exports/best.onnx (best.json beside it) or best.torchscript.pt.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
+from dlexp.cli.kvargs import parse_key_values
 from dlexp.cli.predict import CHECKPOINTS, checkpoint_path, load_payload
 from dlexp.cli.runconfig import load_run_config
 from dlexp.cli.verbs import split_flags
@@ -37,14 +37,7 @@ ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 
 
 def parse_args(args: list[str]) -> dict[str, Any]:
-    raw = dict(DEFAULTS)
-    for item in args:
-        key, sep, value = item.partition("=")
-        if not sep or key not in DEFAULTS:
-            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
-            hint = f" Did you mean {close[0]}=...?" if close and sep else ""
-            raise DlexpError(f"export: unknown argument '{item}'.{hint}\n{USAGE}")
-        raw[key] = value
+    raw = parse_key_values(args, DEFAULTS, "export", USAGE)
     fmt, ckpt = raw["format"], raw["ckpt"]
     if fmt not in FORMATS:
         raise DlexpError(f"format={fmt}: must be one of {', '.join(FORMATS)}")

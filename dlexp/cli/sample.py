@@ -8,11 +8,11 @@ same seed gives the same grid, byte for byte. Arguments are checked before torch
 
 from __future__ import annotations
 
-import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
+from dlexp.cli.kvargs import parse_key_values
 from dlexp.cli.runconfig import load_run_config
 from dlexp.cli.verbs import split_flags
 from dlexp.config.trust import check_trust
@@ -33,16 +33,7 @@ MAX_SAMPLES = 4096
 
 def parse_args(args: list[str]) -> dict[str, Any]:
     """`key=value` arguments → {n: int, seed: int, ckpt: str, out: Path | None}."""
-    raw = dict(DEFAULTS)
-    for item in args:
-        key, sep, value = item.partition("=")
-        if not sep or key not in DEFAULTS:
-            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
-            hint = f" Did you mean {close[0]}=...?" if close and sep else ""
-            raise DlexpError(
-                f"sample: unknown argument '{item}'.{hint} Valid: n=, seed=, ckpt=, out=\n{USAGE}"
-            )
-        raw[key] = value
+    raw = parse_key_values(args, DEFAULTS, "sample", USAGE, list_keys=True)
     options: dict[str, Any] = {"ckpt": raw["ckpt"], "out": Path(raw["out"]) if raw["out"] else None}
     for key, lo, hi in (("n", 1, MAX_SAMPLES), ("seed", 0, 2**63 - 1)):
         try:
