@@ -280,8 +280,13 @@ def test_resume_refuses_to_stretch_a_fixed_length_schedule(make_cfg, tmp_path, s
     run_dir.mkdir()
     train(make_cfg("trainer=debug", "trainer.progress=none", f"scheduler={schedule}"), run_dir)
     before = (run_dir / "metrics.jsonl").read_text()
-    with pytest.raises(DlexpError, match=f"scheduler={schedule} is laid out over its 1 epochs"):
+    with pytest.raises(
+        DlexpError, match=f"scheduler={schedule} is laid out over its 1 epochs"
+    ) as err:
         resume([str(run_dir), "trainer.epochs=2"])
+    # the run has finished: resuming at its own length is no way out; the rerun names the folder
+    assert "resume with" not in str(err.value)
+    assert f"start a new run: dlexp rerun {run_dir} trainer.epochs=2" in str(err.value)
     with pytest.raises(DlexpError, match="dlexp rerun .* trainer.epochs=11 .a new run"):
         resume([str(run_dir)])
     with pytest.raises(

@@ -105,16 +105,23 @@ def log_to_file(run_dir: Path) -> None:
 FIXED_LENGTH_SCHEDULES = ("cosine", "onecycle")
 
 
-def check_schedule_length(saved: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+def check_schedule_length(saved: Mapping[str, Any], cfg: Mapping[str, Any], run_dir: Path) -> None:
     """Cosine and one-cycle schedules are laid out over the run's length: a resumed run can't
-    change trainer.epochs without a jump in the learning rate (or, for one-cycle, a crash)."""
+    change trainer.epochs without a jump in the learning rate (or, for one-cycle, a crash).
+    The message offers only what works: a finished run can't be resumed at its own length."""
     name = cfg["scheduler"]["name"]
     before, after = saved["trainer"]["epochs"], cfg["trainer"]["epochs"]
     if name in FIXED_LENGTH_SCHEDULES and before != after:
+        rerun = f"dlexp rerun {shlex.quote(str(run_dir))} trainer.epochs={after}"
+        finished = (RunFolder(run_dir).read_summary() or {}).get("status") == "done"
+        offer = (
+            f"start a new run: {rerun}"
+            if finished
+            else f"resume with trainer.epochs={before}, or start a new run: {rerun}"
+        )
         raise DlexpError(
             f"trainer.epochs={after}: this run's scheduler={name} is laid out over its "
-            f"{before} epochs and cannot be stretched on resume. Resume with trainer.epochs="
-            f"{before}, or start a new run: dlexp rerun <run folder> trainer.epochs={after}"
+            f"{before} epochs and cannot be stretched on resume; {offer}"
         )
 
 
@@ -175,7 +182,7 @@ def resume(argv: list[str]) -> float:
     )
     cfg = apply_overrides(saved, args[1:], SAFE_ON_RESUME, "--force" in flags)
     check_valid(cfg, RunFolder(run_dir).config_path, args[1:])
-    check_schedule_length(saved, cfg)
+    check_schedule_length(saved, cfg, run_dir)
     sched = cfg["scheduler"]
     scheduled = sched["name"] != "none" or sched.get("warmup_epochs")
     if scheduled and _differences(saved["optim"], cfg["optim"]):
@@ -236,7 +243,7 @@ def check_occupied(cfg: Mapping[str, Any], run_dir: Path) -> bool:
             f"resume=auto: {run_dir} holds a run with a different config ({', '.join(changed)}). "
             "Use another folder, or the same settings as that run."
         )
-    check_schedule_length(saved, cfg)
+    check_schedule_length(saved, cfg, run_dir)
     return True
 
 
