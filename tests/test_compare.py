@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +408,18 @@ def test_two_real_runs_through_the_cli(make_cfg, tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr
+
+
+def test_long_legend_labels_give_way_to_run_names(grid, tmp_path):
+    from dlexp.cli.compare import run_labels
+
+    runs = [{"run": "a", "optim.lr": 0.1}, {"run": "b", "optim.lr": 0.2}]
+    assert run_labels(runs, ["optim.lr"]) == ["optim.lr=0.1", "optim.lr=0.2"]
+    assert run_labels(runs, ["optim.lr"], longest=5) == ["a", "b"]
+    # the legend sits under the panels: many runs leave the panels their size, with no warning
+    # from matplotlib that the axes collapsed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([str(grid), "--plot", str(tmp_path / "all.svg")]) == 0
+    svg = (tmp_path / "all.svg").read_text()
+    assert "optim=sgd optim.lr=0.001 trainer.seed=0" in svg

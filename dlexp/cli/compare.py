@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dlexp.cli.curves import plot_curves
 from dlexp.config.derived import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from dlexp.errors import DlexpError
 from dlexp.tasks.registry import unused_groups
-from dlexp.tracking.runs import Row, epoch_records, load_runs, number
+from dlexp.tracking.runs import Row, load_runs
 
 GROUPS = ("model", "optim", "scheduler", "regularization", "data", "trainer")
 EXTRA_METRICS = ("epochs", "wall_time_s")
@@ -239,42 +240,15 @@ def write_markdown(path: Path, rows: Sequence[Row], columns: Sequence[str]) -> N
     path.write_text("\n".join([line(columns), rule, *body]) + "\n", encoding="utf-8")
 
 
-def run_labels(runs: Sequence[Row], hparams: Sequence[str]) -> list[str]:
-    """Legend entries: a run's differing hyperparameters, and its name when those repeat."""
+def run_labels(runs: Sequence[Row], hparams: Sequence[str], longest: int = 180) -> list[str]:
+    """Legend entries: a run's differing hyperparameters, and its name when those repeat; its
+    name alone when they would fill more than three lines (the table says the rest)."""
     labels = [" ".join(f"{k}={cell(k, r.get(k))}" for k in hparams) or r["run"] for r in runs]
+    labels = [x if len(x) <= longest else r["run"] for x, r in zip(labels, runs, strict=True)]
     return [
-        f"{x} {r['run']}" if labels.count(x) > 1 else x for x, r in zip(labels, runs, strict=True)
+        f"{x} {r['run']}" if labels.count(x) > 1 and x != r["run"] else x
+        for x, r in zip(labels, runs, strict=True)
     ]
-
-
-def plot_curves(runs: Sequence[Row], labels: Sequence[str], path: Path) -> None:
-    """Per-epoch curves from metrics.jsonl: the monitored metric and the training loss."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-    from matplotlib.ticker import MaxNLocator
-
-    curves = [epoch_records(r["folder"]) for r in runs]
-    present = {k for records in curves for record in records for k in record}
-    monitors = [k.removeprefix("best/") for r in runs for k in r if k.startswith("best/")]
-    wanted = dict.fromkeys([*monitors, "train/loss", "train/g_loss", "train/d_loss"])
-    panels = [m for m in wanted if m in present][:3]
-    if not panels:
-        raise DlexpError(f"--plot {path}: none of these runs has finished an epoch yet")
-    fig = Figure(figsize=(4.5 * len(panels) + 3, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    handles: dict[str, Any] = {}
-    for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
-        for i, (label, records) in enumerate(zip(labels, curves, strict=True)):
-            points = [(r["epoch"], number(r.get(metric))) for r in records]
-            if points := [(x, y) for x, y in points if y is not None]:
-                style = ("-", "--", ":", "-.")[i // 10 % 4]  # 10 colours, then a new dash
-                xs, ys = zip(*points, strict=True)
-                (handles[label],) = ax.plot(xs, ys, style, color=f"C{i % 10}", marker="o", ms=3)
-        ax.set(title=metric, xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
-    fig.savefig(path, dpi=120)
 
 
 # -- the verb -------------------------------------------------------------------------------
