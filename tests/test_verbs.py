@@ -60,6 +60,10 @@ def test_rerun_starts_a_new_folder_with_the_same_config(finished_run, tmp_path, 
     assert again["best"]["value"] == pytest.approx(best)
     assert again["best"]["value"] == pytest.approx(first["best"]["value"]), "same seed, same data"
     assert (runs[0] / "rerun_of.txt").read_text().strip() == str(finished_run)
+    # a run with a name= is rerun under that name, as a new run with it would be
+    rerun([str(finished_run), "name=second try", "trainer.limit_train_batches=1"])
+    named = [p.name for p in (tmp_path / "outputs" / "runs").iterdir()]
+    assert len([n for n in named if n.endswith("_second-try_rerun")]) == 1, named
 
 
 def test_foreign_targets_need_trust(finished_run):

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dlexp.cli.runconfig import check_valid, load_run_config
+from dlexp.config.naming import run_name
 from dlexp.config.paths import expand_path, unique_dir
 from dlexp.config.spec import unknown_key
 from dlexp.config.trust import check_trust
@@ -212,7 +213,8 @@ def rerun(argv: list[str]) -> float:
     check_valid(cfg, RunFolder(source).config_path, args[1:])
     root = expand_path(cfg["paths"]["output_root"])
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{choices.get('model', 'run')}_rerun"))
+    label = run_name(cfg.get("name"), choices.get("model", "run"))  # as a new run is named
+    run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{label}_rerun"))
     (run_dir / "rerun_of.txt").write_text(f"{source}\n", encoding="utf-8")
     log_to_file(run_dir)
     return train(cfg, run_dir, choices)
