@@ -35,6 +35,7 @@ from dlexp.config.spec import unknown_key
 from dlexp.errors import DlexpError, format_problems
 from dlexp.sweeps.manifest import read_manifest
 from dlexp.tasks.registry import override_problems, validate
+from dlexp.tracking.loggers.reach import check_servers
 
 
 def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: bool) -> None:
@@ -151,6 +152,10 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         fail(misplaced[0])
     check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
+    try:  # a tracking server that does not answer: said now, before a run folder exists
+        check_servers(plain.get("logger"), plain["paths"]["output_root"])
+    except DlexpError as exc:
+        fail(str(exc))
     return plain
 
 

@@ -24,6 +24,7 @@ from dlexp.errors import DlexpError, FolderOccupied
 from dlexp.sweeps.manifest import finished_objective
 from dlexp.tasks.registry import train
 from dlexp.tracking.lock import check_unlocked
+from dlexp.tracking.loggers.reach import check_servers
 from dlexp.tracking.runfolder import RunFolder, find_run
 
 # Keys that change how a run is carried out or reported, not what it learns: resume accepts them.
@@ -193,6 +194,7 @@ def resume(argv: list[str]) -> float:
             f"dlexp rerun {shlex.join([str(run_dir), *args[1:]])}"
         )
     ckpt = check_resumable(run_dir, cfg, name)
+    check_servers(cfg.get("logger"), cfg["paths"]["output_root"])  # before the folder changes
     log_to_file(run_dir)
     return train(cfg, run_dir, choices, resume=ckpt)
 
@@ -212,6 +214,7 @@ def rerun(argv: list[str]) -> float:
     cfg = apply_overrides(saved, args[1:], None, force=True)
     check_valid(cfg, RunFolder(source).config_path, args[1:])
     root = expand_path(cfg["paths"]["output_root"])
+    check_servers(cfg.get("logger"), root)  # before a folder is made
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     label = run_name(cfg.get("name"), choices.get("model", "run"))  # as a new run is named
     run_dir = Path(unique_dir(str(root / "runs"), f"{stamp}_{label}_rerun"))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.tracking.loggers import Record, RunStart
+from dlexp.tracking.loggers.reach import check_mlflow, mlflow_uri
 from dlexp.tracking.runfolder import CHECKPOINTS, SUMMARY, read_json
 from dlexp.tracking.writes import write_text
 
@@ -47,9 +48,10 @@ class MlflowLogger:
         self.note = ""
 
     def start(self, run: RunStart, saved: Mapping[str, Any]) -> dict[str, Any]:
+        uri, source = mlflow_uri(self.settings)
+        check_mlflow(uri, source, run.output_root)  # seconds, not minutes of retries
         from mlflow import MlflowClient  # heavy (seconds): only when chosen
 
-        uri = self.settings.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
         uri = uri or local_store(run.output_root)
         self.client = MlflowClient(tracking_uri=uri)
         state: dict[str, Any] = {"tracking_uri": uri}
