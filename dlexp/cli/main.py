@@ -74,9 +74,13 @@ def main() -> None:
         argv[0] = sys.argv[1] = "--help"
     elif argv and re.fullmatch(r"[A-Za-z][\w-]*", argv[0]):  # a word: not an override
         sys.exit(unknown_command(argv[0]))
-    from dlexp.cli.train import main as train_main
+    try:
+        from dlexp.cli.train import main as train_main
 
-    train_main()
+        train_main()
+    except KeyboardInterrupt:  # while loading or checking, before Hydra made a run folder
+        print("\nstopped before the run started: nothing to resume", file=sys.stderr)
+        sys.exit(130)
     exit_now(0)
 
 

@@ -10,6 +10,8 @@ returns the monitored metric, so Hydra sweepers can optimise it.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.cli.preflight import preflight
 from dlexp.cli.verbs import prepare_folder
-from dlexp.config.paths import CONFIG_DIR
+from dlexp.config.paths import CONFIG_DIR, claimed_here
 from dlexp.config.resolvers import register_resolvers, to_plain
 from dlexp.engine.interrupt import Interrupted
 from dlexp.errors import DlexpError, FolderOccupied, format_problems
@@ -87,8 +89,9 @@ def hydra_main(cfg: DictConfig) -> float:
             )
         record_job_now()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # a second Ctrl-C: the user could not wait for the save
-        print_notice("aborted at once; checkpoints/last.pt, if any, is from before")
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run started
+        if not stopped_before_start():  # the user could not wait for the save
+            print_notice("aborted at once; checkpoints/last.pt, if any, is from before")
         record_job_now()
         sys.exit(130)
     except DlexpError as exc:
@@ -104,6 +107,30 @@ def hydra_main(cfg: DictConfig) -> float:
                 return outcome  # one bad job must not stop the rest of the sweep
             record_job_now(outcome)  # fail_fast: the first failed job stops the sweep
         sys.exit(2)
+
+
+def stopped_before_start() -> bool:
+    """A Ctrl-C before the run wrote its config.yaml: nothing to resume. The folder this command
+    made for a single run goes too; one that existed before (hydra.run.dir=...) stays, and so
+    does a sweep's job folder (the sweep's manifest names it)."""
+    hc = HydraConfig.get()
+    folder = RunFolder(hc.runtime.output_dir)
+    if folder.config_path.is_file():
+        return False
+    removed = ""
+    if hc.mode != RunMode.MULTIRUN and claimed_here(folder.path):
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # train.log: closed, or logging would reopen it
+            if (
+                isinstance(handler, logging.FileHandler)
+                and folder.path in Path(handler.baseFilename).parents
+            ):
+                root.removeHandler(handler)
+                handler.close()
+        shutil.rmtree(folder.path, ignore_errors=True)
+        removed = f"; its folder {folder.path} is removed"
+    print_notice(f"stopped before the run started: nothing to resume{removed}")
+    return True
 
 
 def record_job_now(outcome: float | None = None) -> None:

@@ -60,6 +60,11 @@ def unique_dir(parent: str, name: str) -> str:
     raise RuntimeError(f"could not create a unique folder for {name!r} under {base}")
 
 
+def claimed_here(path: str | os.PathLike[str]) -> bool:
+    """Whether this process created the folder `path` (with `unique_dir`)."""
+    return any(Path(claimed) == Path(path) for claimed in _claimed.values())
+
+
 def slug(text: str, max_len: int = 120) -> str:
     """A folder-safe version of `text`: no path separators, no spaces, bounded length."""
     text = re.sub(r"[/\\\s]+", "-", str(text))
