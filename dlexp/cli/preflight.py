@@ -9,7 +9,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import re
@@ -28,10 +27,10 @@ from dlexp.cli.overrides import (
     first_job_overrides,
     search_path,
 )
+from dlexp.cli.unknown_keys import explain_failed_key, failed_key
 from dlexp.cli.verbs import check_occupied
 from dlexp.config.paths import CONFIG_DIR
 from dlexp.config.resolvers import register_resolvers, to_plain
-from dlexp.config.spec import unknown_key
 from dlexp.errors import DlexpError, format_problems
 from dlexp.sweeps.manifest import read_manifest
 from dlexp.tasks.registry import override_problems, validate
@@ -66,21 +65,6 @@ def check_given_folders(overrides: list[str], cfg: dict[str, Any], multirun: boo
         fail(str(exc))
 
 
-def explain_unknown_key(full_key: str, cfg: DictConfig) -> str:
-    """'optim.lrr' → "optim.lrr: unknown key. Did you mean 'optim.lr'? Valid keys: ..."""
-    node: Any = cfg
-    parts = full_key.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, DictConfig) or part not in node:
-            prefix = ".".join(parts[: i + 1])
-            if not isinstance(node, DictConfig):
-                return f"{prefix}: '{'.'.join(parts[:i])}' is a value, not a group of keys"
-            message = unknown_key(prefix, part, node.keys())
-            return message + f". To add a new key on purpose, write +{full_key}=..."
-        node = node[part]
-    return f"{full_key}: cannot be overridden"
-
-
 def preflight(argv: list[str]) -> None:
     """Exit with a clear message if the command line cannot give a valid first job."""
     checked_config(argv)
@@ -108,6 +92,9 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         dirs = config_dirs(args)
         if dirs is not None:  # --cfg job model=lenett: the same suggestion as for a run
             check_group_options(args.overrides or [], dirs)
+        first = first_job_overrides(args.overrides or []) if args.cfg and dirs else None
+        if dirs and first:  # --cfg job optim.lrr=1: and the same message for a key
+            compose(dirs[0], args.config_name or "config", searching(first, dirs[1:]))
         return None
     if not args.overrides and not always:
         check_output_root(os.environ.get("DLEXP_OUTPUT_ROOT", "outputs"))
@@ -121,9 +108,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
     config_dir, extra_dirs, name = dirs[0], dirs[1:], args.config_name or "config"
     check_config_files(extra_dirs, args.overrides or [])
     check_group_options(args.overrides or [], [config_dir, *extra_dirs])
-    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.searchpath")]
-    if extra_dirs:
-        overrides.append(f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]")
+    overrides = searching(overrides, extra_dirs)
     composed = compose(config_dir, name, overrides)
     search = str(OmegaConf.select(composed, "hydra.mode")).endswith("MULTIRUN")
     if search and not args.multirun:
@@ -172,6 +157,14 @@ def config_dirs(args: Any) -> list[Path] | None:
     return [config_dir, *(Path(p[len("file://") :]) for p in searched if p)]
 
 
+def searching(overrides: list[str], extra_dirs: list[Path]) -> list[str]:
+    """The overrides with hydra.searchpath naming the extra config folders as plain paths."""
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.searchpath")]
+    if extra_dirs:
+        overrides.append(f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]")
+    return overrides
+
+
 def check_output_root(root: str) -> None:
     """An unwritable output folder is reported now, not as a crash inside Hydra.
 
@@ -202,21 +195,17 @@ def compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCon
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
     with initialize_config_dir(str(config_dir), version_base="1.3", job_name="dlexp"):
         try:
             return hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as exc:
-            cause = exc.__cause__
-            if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(
-                cause, "full_key", None
-            ):
-                key = str(cause.full_key)
-                rest = [o for o in overrides if not o.startswith(f"{key}=")]
-                with contextlib.suppress(HydraException, OmegaConfBaseException):
-                    fail(explain_unknown_key(key, hydra_compose(config_name, rest, True)))
+            cause, key = exc.__cause__, failed_key(exc)
+            explained = key and explain_failed_key(config_dir, config_name, overrides, key)
+            if explained:
+                fail(explained)
             message = str(exc).split("\nConfig search path:")[0].strip()
             missing = re.search(
                 r"Could not find '(.+)/([^/']+)'\s+Available options in '(.+)':", message
