@@ -115,8 +115,10 @@ def test_the_suggested_command_line_is_accepted(tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DLEXP_OUTPUT_ROOT", str(tmp_path / "outputs"))
-    cfg = checked_config(["logger=[tensorboard,mlflow]", "logger.mlflow.tracking_uri=http://x"])
-    assert cfg is not None and cfg["logger"]["mlflow"]["tracking_uri"] == "http://x"
+    # a local store: an http address would be probed (and x is no host)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = checked_config(["logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={store}"])
+    assert cfg is not None and cfg["logger"]["mlflow"]["tracking_uri"] == store
     cfg = checked_config(["scheduler=step", "scheduler.gamma=0.5"])
     assert cfg is not None and cfg["scheduler"]["gamma"] == 0.5
 
