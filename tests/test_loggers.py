@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -228,7 +229,10 @@ def test_a_sweep_writes_wandb_offline_runs_grouped_by_sweep(tmp_path):
     for run in runs:
         job = sweep / run["run"].display_name
         assert run["run"].run_group == sweep.name and run["run"].job_type == "classify"
-        assert "wandb sync" in (job / "train.log").read_text(), "it says where the files are"
+        log = (job / "train.log").read_text()
+        offline = re.search(r"W&B \(offline\): (\S+); upload it with `wandb sync (\S+)`", log)
+        assert offline, "it says where the files are"
+        assert offline[1] == offline[2] and Path(offline[1]).name.startswith("offline-run-")
         assert run["config"]["optim.lr"] in (0.001, 0.01) and run["config"]["model"] == "lenet"
         losses = [(h["_step"], h["train/loss"]) for h in run["history"] if "train/loss" in h]
         assert [s for s, _ in losses] == step_records(job)

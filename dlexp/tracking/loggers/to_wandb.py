@@ -65,7 +65,8 @@ class WandbLogger:
         if run.resumed_at is None and run.config_text:  # files in run.dir go up with the run
             (Path(self.run.dir) / f"dlexp_{CONFIG}").write_text(run.config_text, encoding="utf-8")
         if mode == "offline":
-            self.note = f"W&B (offline): {self.run.dir}; upload it with `wandb sync {Path(self.run.dir).parent}`"
+            offline = Path(self.run.dir).parent  # run.dir is its files/ folder
+            self.note = f"W&B (offline): {offline}; upload it with `wandb sync {offline}`"
         elif mode == "online":
             self.note = f"W&B: {self.run.url}"
         return {"id": run_id, "project": self.run.project}
