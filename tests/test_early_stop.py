@@ -57,3 +57,26 @@ def test_a_second_ctrl_c_during_training_keeps_its_message_and_the_run(
     assert "before the run started" not in result.stderr
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     assert (run_dir / "config.yaml").is_file()
+
+
+def test_ctrl_c_between_a_sweeps_jobs_says_how_to_continue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlexp.sweeps.naming import JobNames
+
+    started = JobNames.on_job_start
+    jobs = []
+
+    def second_job_stops(self: JobNames, config: object, **kwargs: object) -> None:
+        jobs.append(1)
+        if len(jobs) == 2:  # Hydra's callback for the second job: outside any job's handling
+            raise KeyboardInterrupt
+        started(self, config, **kwargs)
+
+    monkeypatch.setattr(JobNames, "on_job_start", second_job_stops)
+    result = call_cli(tmp_path, "-m", "trainer.seed=0,1", *TINY)
+    assert result.returncode == 130, result.stderr
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert "stopped between the sweep's jobs" in result.stderr
+    assert f"hydra.sweep.dir={sweep} resume=auto" in result.stderr
+    assert "before the run started" not in result.stderr

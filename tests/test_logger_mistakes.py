@@ -98,3 +98,46 @@ def test_a_proxy_is_what_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "tracking.example")
     assert "through the proxy" not in (unreachable("http://tracking.example:5000") or "")
+
+
+def test_a_uri_that_cannot_be_read_and_a_password_in_one(tmp_path: Path) -> None:
+    result = call_cli(tmp_path, "logger=[mlflow]", *ARGS, MLFLOW_TRACKING_URI="http://[::1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "MLFLOW_TRACKING_URI=http://[::1: not a URI that can be read" in result.stderr
+    uri = f"https://me:secret@localhost:{closed_port()}/mlflow"
+    err, _ = refused(tmp_path, f"logger.mlflow.tracking_uri={uri}")
+    assert "secret" not in err and "https://me:***@localhost" in err
+    assert f"--port {uri.rsplit(':', 1)[1].split('/')[0]}" in err
+
+
+def test_https_without_a_port_is_asked_at_443(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlexp.tracking.loggers import reach
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    asked: list[int] = []
+    monkeypatch.setattr(reach, "_lookup", lambda host, port, timeout: asked.append(port) or "x")
+    assert reach.unreachable("https://localhost/mlflow") == "x"
+    assert asked == [443]
+    monkeypatch.setattr(reach, "unreachable", lambda uri: "connection refused at localhost:443")
+    with pytest.raises(DlexpError, match="mlflow server --host localhost --port 443"):
+        reach.check_mlflow("https://localhost/mlflow", "logger.mlflow.tracking_uri", "outputs")
+
+
+def test_all_proxy_is_a_proxy_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("all_proxy", f"http://127.0.0.1:{port}")
+    assert "through the proxy 127.0.0.1" in (unreachable("http://tracking.example:5000") or "")
+
+
+def test_a_sweep_sent_to_other_machines_is_not_asked_from_here(tmp_path: Path) -> None:
+    from dlexp.cli import preflight
+
+    uri = f"logger.mlflow.tracking_uri=http://127.0.0.1:{closed_port()}"
+    args = ["-m", "logger=[mlflow]", uri, "trainer.epochs=1"]
+    with pytest.raises(SystemExit):  # a local sweep is asked here
+        preflight.preflight([*args, "hydra/launcher=submitit_local"])
+    preflight.preflight([*args, "hydra/launcher=submitit_slurm"])  # each job asks where it runs

@@ -74,12 +74,14 @@ def main() -> None:
         argv[0] = sys.argv[1] = "--help"
     elif argv and re.fullmatch(r"[A-Za-z][\w-]*", argv[0]):  # a word: not an override
         sys.exit(unknown_command(argv[0]))
+    note = "stopped before the run started: nothing to resume"
     try:
-        from dlexp.cli.train import main as train_main
+        from dlexp.cli import train  # Hydra and the checks: only for a command that trains
 
-        train_main()
-    except KeyboardInterrupt:  # while loading or checking, before Hydra made a run folder
-        print("\nstopped before the run started: nothing to resume", file=sys.stderr)
+        note = ""
+        train.main()
+    except KeyboardInterrupt:  # outside a job's own handling: loading, checking, between jobs
+        print(f"\n{note or train.interrupted_note()}", file=sys.stderr)
         sys.exit(130)
     exit_now(0)
 

@@ -117,6 +117,7 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
             f"hparams_search={chosen} is a search" if chosen else "hydra.mode=MULTIRUN is a sweep"
         )
         fail(f"{what} of many runs, which needs -m: dlexp -m {' '.join(args.overrides or [])}")
+    launcher = OmegaConf.select(composed, "hydra.runtime.choices", default={}).get("hydra/launcher")
     with open_dict(composed):  # resolving Hydra's own node would claim the run folder
         del composed["hydra"]
     try:
@@ -137,8 +138,12 @@ def checked_config(argv: list[str], always: bool = False) -> dict[str, Any] | No
         fail(misplaced[0])
     check_given_folders(args.overrides or [], plain, bool(args.multirun))
     check_output_root(plain["paths"]["output_root"])
-    try:  # a tracking server that does not answer: said now, before a run folder exists
-        check_servers(plain.get("logger"), plain["paths"]["output_root"])
+    # a tracking server that does not answer: said now, before a run folder exists; jobs that
+    # a launcher sends to other machines ask from there (the logger asks before it starts)
+    here = not args.multirun or launcher in (None, "basic", "joblib", "submitit_local")
+    try:
+        if here:
+            check_servers(plain.get("logger"), plain["paths"]["output_root"])
     except DlexpError as exc:
         fail(str(exc))
     return plain

@@ -75,8 +75,26 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     return run_task(plain, run_dir, choices, resume=resume)
 
 
+LAST_JOB: dict[str, str | None] = {}  # the job Hydra last started in this process, if any
+
+
+def interrupted_note() -> str:
+    """What a Ctrl-C outside a job's own handling means: before any job, nothing started; in a
+    sweep, between its jobs (those done stay done, and the sweep can go on)."""
+    if not LAST_JOB:
+        return "stopped before the run started: nothing to resume"
+    if LAST_JOB["sweep"]:
+        return (
+            "stopped between the sweep's jobs. To continue it, run the same command again with "
+            f"hydra.sweep.dir={LAST_JOB['sweep']} resume=auto"
+        )
+    return "stopped"
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    LAST_JOB.update(sweep=str(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None)
     try:
         return train(cfg)
     except Interrupted as exc:  # Ctrl-C / SIGTERM: saved; stop the whole sweep too
@@ -146,6 +164,7 @@ def record_job_now(outcome: float | None = None) -> None:
 
 def main() -> None:
     """Console entry: catch override mistakes with a clear message, then run Hydra."""
+    LAST_JOB.clear()  # this command's jobs only (tests call it many times in one process)
     preflight(sys.argv[1:])
     hydra_main()
 

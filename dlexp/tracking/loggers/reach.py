@@ -40,13 +40,17 @@ def check_servers(loggers: Mapping[str, Any] | None, output_root: Any) -> None:
 
 
 def check_mlflow(uri: str, source: str, output_root: Any) -> None:
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. "http://[::1": an IPv6 address without its "]"
+        raise DlexpError(f"{source}={shown(uri)}: not a URI that can be read ({exc})") from None
     problem = unreachable(uri)
     if problem is None:
         return
-    parts = urlsplit(uri)
     local = parts.hostname in ("localhost", "127.0.0.1", "::1")
     if "refused" in problem and local:
-        todo = f"Start it (mlflow server --host {parts.hostname} --port {parts.port or 80}), "
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        todo = f"Start it (mlflow server --host {parts.hostname} --port {port}), "
     elif "refused" in problem:
         todo = "Start the server there, "
     elif "not found" in problem:
@@ -56,13 +60,23 @@ def check_mlflow(uri: str, source: str, output_root: Any) -> None:
     unset = "leave it unset" if source.startswith("logger.") else f"unset {source}"
     store = os.path.join(str(output_root), "mlflow.db")
     raise DlexpError(
-        f"{source}={uri}: no MLflow tracking server answers there ({problem}). {todo}"
+        f"{source}={shown(uri)}: no MLflow tracking server answers there ({problem}). {todo}"
         f"correct {source}, or {unset} to log to a local store in {store}."
     )
 
 
+def shown(uri: str) -> str:
+    """`uri` as a message may print it: without a password in it."""
+    head, at, tail = uri.rpartition("@")
+    if not at or "://" not in head:
+        return uri
+    scheme, _, user = head.partition("://")
+    return f"{scheme}://{user.partition(':')[0]}:***@{tail}" if ":" in user else uri
+
+
 def unreachable(uri: str, timeout: float = TIMEOUT) -> str | None:
-    """Why nothing answers at `uri`, or None when something does (or it is not http(s))."""
+    """Why nothing answers at `uri`, or None when something does (or it is not http(s)).
+    Each of up to 4 addresses of the host gets `timeout` to connect."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https"):
         return None
@@ -81,17 +95,17 @@ def unreachable(uri: str, timeout: float = TIMEOUT) -> str | None:
         return addresses + through
     why = "no address"
     for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as sock:
-            sock.settimeout(timeout)
-            try:
+        try:  # a family the kernel lacks (IPv6 switched off) fails here: the next address
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
                 sock.connect(address)
                 return None
-            except ConnectionRefusedError:
-                why = f"connection refused at {host}:{port}"
-            except TimeoutError:
-                why = f"{host}:{port} did not answer within {timeout:g} s"
-            except OSError as exc:
-                why = f"{host}:{port}: {exc.strerror or exc}"
+        except ConnectionRefusedError:
+            why = f"connection refused at {host}:{port}"
+        except TimeoutError:
+            why = f"{host}:{port} did not answer within {timeout:g} s"
+        except OSError as exc:
+            why = f"{host}:{port}: {exc.strerror or exc}"
     return why + through
 
 
@@ -119,10 +133,12 @@ def _lookup(host: str, port: int, timeout: float) -> list[Any] | str:
 
 
 def _proxy(scheme: str, host: str) -> tuple[str, int] | None:
-    """The proxy that `requests` would go through for `host` ($HTTP(S)_PROXY, $NO_PROXY)."""
+    """The proxy that `requests` would go through for `host` ($HTTP(S)_PROXY, $ALL_PROXY,
+    $NO_PROXY)."""
     import urllib.request  # a few milliseconds: only for an http(s) tracking URI
 
-    proxy = urllib.request.getproxies_environment().get(scheme)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")  # $ALL_PROXY, as requests reads it
     if not proxy or urllib.request.proxy_bypass_environment(host):
         return None
     parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
