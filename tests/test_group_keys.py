@@ -31,6 +31,11 @@ CASES = {
         ["logger=[csv]", "logger.wandb.mode=offline"],
         "add logger=[csv,wandb]",
     ),
+    "options_that_inherit_the_key_are_named": (  # model=lstm and gru take rnn's keys
+        ["model.bidirectional=true"],
+        "model.bidirectional: model=lenet has no model.bidirectional "
+        "(model=gru, lstm, lstm_sentiment or rnn has it)",
+    ),
     "no_loggers_chosen": (["logger=[]", "logger.mlflow.experiment=e"], "add logger=[mlflow]"),
     "csv_has_no_keys_at_all": (
         ["logger.csv.foo=1"],

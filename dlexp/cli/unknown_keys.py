@@ -13,7 +13,8 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.default_element import ConfigDefault
+from omegaconf import DictConfig, OmegaConf
 
 from dlexp.cli.overrides import config_repository, group_options, search_path
 from dlexp.config.spec import unknown_key
@@ -125,10 +126,10 @@ def _options_with(repo: Any, group: str, path: list[str], needed: int) -> tuple[
     full: list[str] = []
     partial: dict[str, tuple[Any, int]] = {}
     for option in group_options(repo, group):
-        loaded = repo.load_config(f"{group}/{option}")
-        if loaded is None or (loaded.header or {}).get("package") not in (None, "", "_group_"):
-            continue  # placed elsewhere (_global_, ...): not a key under this group
-        node, depth = loaded.config, 0
+        config = _option_config(repo, group, option)
+        if config is None:
+            continue
+        node, depth = config, 0
         while depth < len(path) and isinstance(node, DictConfig) and path[depth] in node:
             node, depth = node[path[depth]], depth + 1
         if depth == len(path):
@@ -150,6 +151,20 @@ def _options_with(repo: Any, group: str, path: list[str], needed: int) -> tuple[
         hint = f" Did you mean '{where}.{close[0]}'?" if close else ""
         lack = f"; even then {where} has no {path[deepest]}.{hint} Its keys: {', '.join(keys)}"
     return sorted(partial), lack
+
+
+def _option_config(repo: Any, group: str, option: str, seen: tuple[str, ...] = ()) -> Any:
+    """An option's keys, with those it takes from other options of its group (model=lstm:
+    `defaults: [rnn]`); None for one placed elsewhere (_global_, ...), not under the group."""
+    loaded = repo.load_config(f"{group}/{option}")
+    if loaded is None or (loaded.header or {}).get("package") not in (None, "", "_group_"):
+        return None
+    parents = [
+        _option_config(repo, group, d.path, (*seen, option))
+        for d in loaded.defaults_list or []
+        if isinstance(d, ConfigDefault) and d.path not in ("_self_", *seen, option)
+    ]
+    return OmegaConf.merge(*[p for p in parents if p is not None], loaded.config)
 
 
 def _chosen_in_list(repo: Any, config_name: str, overrides: list[str], group: str) -> list[str]:
