@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 # `make test` runs the suite on this many pytest-xdist workers (0: in one process).
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(); print(min(8, n or 1))")
 
-# pip installs without compiling byte-code (half a minute less); each module is compiled once,
-# when it is first imported, which PYTHONDONTWRITEBYTECODE would turn into every time.
+# pip installs without compiling byte-code (20 s less); each module is compiled once, when it
+# is first imported: by `make run` or `make test` at the latest, which write it even where the
+# shell sets PYTHONDONTWRITEBYTECODE (there, .venv/bin/dlexp run before either compiles anew).
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test lint format install clean bench gpu-prepare gpu-dry-run
