@@ -113,6 +113,27 @@ def run_cli(
     )
 
 
+def stop_then_resume(
+    cfg: dict[str, Any], run_dir: Path, monkeypatch: pytest.MonkeyPatch, at_step: int,
+    choices: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train `cfg` in `run_dir`, stopped after step `at_step` as Ctrl-C would (its message says
+    how to resume), then resume it to the end. Returns the stopped run's summary."""
+    # torch: imported by the tests that train, never by this module's import (see above)
+    from dlexp.engine.interrupt import Interrupted
+    from dlexp.engine.runner import Runner
+    from dlexp.tasks.registry import train
+
+    run_dir.mkdir(exist_ok=True)
+    monkeypatch.setattr(Runner, "should_stop", lambda self: self.state.step >= at_step)
+    with pytest.raises(Interrupted, match="dlexp resume"):
+        train(cfg, run_dir, choices or {})
+    stopped = json.loads((run_dir / "summary.json").read_text())
+    monkeypatch.undo()
+    train(cfg, run_dir, choices or {}, resume=run_dir / "checkpoints" / "last.pt")
+    return stopped
+
+
 def latest_run(tmp_path: Path) -> Path:
     return Path((tmp_path / "outputs" / "latest").read_text().strip())
 

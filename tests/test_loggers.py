@@ -20,13 +20,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dlexp.engine.interrupt import Interrupted
-from dlexp.engine.runner import Runner
 from dlexp.errors import DlexpError
-from dlexp.tasks.registry import train as run_task
 from dlexp.tasks.registry import validate
 from tests import wbread
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import read_jsonl, run_cli, stop_then_resume
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +43,7 @@ def plain(make_cfg, *overrides: str) -> dict:
 
 def interrupted_then_resumed(cfg: dict, run_dir: Path, monkeypatch) -> None:
     """Train `cfg` in `run_dir`, stopped at step 8 as Ctrl-C would, then resume to the end."""
-    run_dir.mkdir()
-    monkeypatch.setattr(Runner, "should_stop", lambda self: self.state.step >= 8)
-    with pytest.raises(Interrupted):
-        run_task(cfg, run_dir, {"model": "lenet"})
-    monkeypatch.undo()
-    run_task(cfg, run_dir, {"model": "lenet"}, resume=run_dir / "checkpoints" / "last.pt")
+    stop_then_resume(cfg, run_dir, monkeypatch, at_step=8, choices={"model": "lenet"})
 
 
 def step_records(run_dir: Path) -> list[int]:

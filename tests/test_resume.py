@@ -15,11 +15,9 @@ import torch
 
 from dlexp.cli.train import train
 from dlexp.cli.verbs import resume
-from dlexp.engine.interrupt import Interrupted
-from dlexp.engine.runner import Runner
 from dlexp.errors import DlexpError
 from dlexp.tasks.registry import train as run_task
-from tests.conftest import cli_env, read_jsonl, run_cli
+from tests.conftest import cli_env, read_jsonl, run_cli, stop_then_resume
 
 pytestmark = pytest.mark.slow
 
@@ -61,20 +59,12 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
     cfg = OmegaConf.to_container(make_cfg(*EXACT, *extra), resolve=True)
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     straight.mkdir()
-    broken.mkdir()
     run_task(cfg, straight, {"model": "lenet"})
 
     # stop after step 14: mid-epoch 2, and mid-log-window (windows end at 3, 6, ..., 15)
-    monkeypatch.setattr(Runner, "should_stop", lambda self: self.state.step >= 14)
-    with pytest.raises(Interrupted) as stopped:
-        run_task(cfg, broken, {"model": "lenet"})
-    assert "dlexp resume" in str(stopped.value)
-    summary = json.loads((broken / "summary.json").read_text())
+    summary = stop_then_resume(cfg, broken, monkeypatch, at_step=14, choices={"model": "lenet"})
     assert summary["status"] == "interrupted" and summary["steps"] == 14
     assert summary["sessions"] == 1
-    monkeypatch.undo()
-
-    run_task(cfg, broken, {"model": "lenet"}, resume=broken / "checkpoints" / "last.pt")
     a, b = _weights(straight), _weights(broken)
     assert a.keys() == b.keys()
     for key in a:

@@ -21,11 +21,9 @@ from dlexp.cli.main import run_verb
 from dlexp.cli.sample import main as sample_main
 from dlexp.cli.train import train
 from dlexp.config.resolvers import to_plain
-from dlexp.engine.interrupt import Interrupted
-from dlexp.engine.runner import Runner
 from dlexp.tasks.registry import train as run_task
 from tests import conftest
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import read_jsonl, run_cli, stop_then_resume
 from tests.fakedata import cifar10_md5_check_skipped, write_cifar10
 from tests.tbread import hparams_sessions, scalar_and_image_tags
 
@@ -262,15 +260,9 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(
 ) -> None:
     cfg = to_plain(compose_cfg(tmp_path, *EXACT, "trainer.epochs=2"))
     run = tmp_path / "run"
-    run.mkdir()
     # step 10: in epoch 2, between the log windows (8, 12): everything must carry over
-    monkeypatch.setattr(Runner, "should_stop", lambda self: self.state.step >= 10)
-    with pytest.raises(Interrupted, match="dlexp resume"):
-        run_task(cfg, run, {})
-    summary = json.loads((run / "summary.json").read_text())
+    summary = stop_then_resume(cfg, run, monkeypatch, at_step=10)
     assert summary["status"] == "interrupted" and summary["steps"] == 10
-    monkeypatch.undo()
-    run_task(cfg, run, {}, resume=run / "checkpoints" / "last.pt")
     _assert_same_run(straight_run, run)
 
 
