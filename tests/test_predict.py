@@ -21,7 +21,7 @@ from tests.textdata import write_table
 from tests.trained import compose_cfg, eval_predictions
 
 N_IMAGES = 60
-pytestmark = pytest.mark.slow  # each module trains a LeNet and a text run (about 30 s)
+pytestmark = pytest.mark.slow  # the session's shared LeNet and text runs are trained once
 
 
 @pytest.fixture(scope="module")

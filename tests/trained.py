@@ -1,7 +1,7 @@
 """Small trained runs for the tests of what comes after training (predict, export).
 
-Each test module trains one LeNet run and one text run (module-scoped fixtures), in-process and
-small: a few dozen steps, enough for confident predictions, so that the comparisons below are
+One LeNet run and one text run are trained per test session (conftest's shared_lenet and
+shared_text; read-only, copy one before changing it), in-process and small: a few dozen steps, enough for confident predictions, so that the comparisons below are
 not decided by near-ties.
 """
 

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlexp.errors import DlexpError
 
 
@@ -69,18 +71,11 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         ) from None
     except DlexpError as exc:
         raise DlexpError(f"{exc}; {what}") from None
-    if not isinstance(value, dict):
-        shown = (
-            "is empty" if value is None else f"holds a JSON {type(value).__name__}, not an object"
-        )
-        raise DlexpError(f"{path} {shown}; {what}")
-    return value
+    return _mapping(path, value, "a JSON {}, not an object", what)
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping (a run's config.yaml), unresolved."""
-    import yaml
-
     try:
         text = decode_text(path, path.read_bytes(), "utf-8")
         loaded = yaml.safe_load(text) if text.strip() else None
@@ -93,9 +88,12 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         raise DlexpError(f"{path} is not valid YAML{where} ({problem}); {what}") from None
     except DlexpError as exc:
         raise DlexpError(f"{exc}; {what}") from None
-    if not isinstance(loaded, dict):
-        shown = (
-            "is empty" if loaded is None else f"holds a YAML {type(loaded).__name__}, not a mapping"
-        )
-        raise DlexpError(f"{path} {shown}; {what}")
-    return loaded
+    return _mapping(path, loaded, "a YAML {}, not a mapping", what)
+
+
+def _mapping(path: Path, value: Any, other: str, what: str) -> dict[str, Any]:
+    """`value` when it is a mapping; else which it is (`other`, formatted with its type)."""
+    if isinstance(value, dict):
+        return value
+    shown = "is empty" if value is None else f"holds {other.format(type(value).__name__)}"
+    raise DlexpError(f"{path} {shown}; {what}")
