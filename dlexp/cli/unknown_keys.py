@@ -13,8 +13,13 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from hydra import compose
+from hydra._internal.defaults_list import create_defaults_list
 from hydra.core.default_element import ConfigDefault
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from dlexp.cli.overrides import config_repository, group_options, search_path
 from dlexp.config.spec import unknown_key
@@ -25,10 +30,6 @@ def explain_failed_key(
 ) -> str | None:
     """The message for the override that set `failed` (or a key under it), which the config
     lacks; None when the config cannot be composed without that override either."""
-    from hydra import compose
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     bad = [o for o in overrides if _under(o, failed)]
     if not bad:
         return None
@@ -50,8 +51,6 @@ def explain_failed_key(
 
 def failed_key(exc: BaseException) -> str | None:
     """The key Hydra could not set, when that is why composing failed."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
     cause = exc.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(
         cause, "full_key", None
@@ -169,9 +168,6 @@ def _option_config(repo: Any, group: str, option: str, seen: tuple[str, ...] = (
 
 def _chosen_in_list(repo: Any, config_name: str, overrides: list[str], group: str) -> list[str]:
     """The options of a list group (logger=[tensorboard,csv]) this command line chooses."""
-    from hydra._internal.defaults_list import create_defaults_list
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         found = create_defaults_list(repo, config_name, parsed, True, True)
